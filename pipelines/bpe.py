@@ -1,0 +1,66 @@
+"""Byte-level BPE with HF ``tokenizers``: train on a deterministic sample, or load a tokenizer.json.
+
+Byte-level pre-tokenisation with no normaliser makes ``decode(encode(text)) == text`` for any
+Unicode string, which the pipeline relies on to call tokenisation lossless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+EOS = "<|endoftext|>"
+PAD = "<|pad|>"
+SPECIAL_TOKENS = (EOS, PAD)
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    vocab_size: int = 8192
+    path: str = ""  # an existing tokenizer.json to reuse instead of training
+    # The training sample: the kept documents with the smallest hash(id), each cut to max chars.
+    sample_docs: int = 20_000
+    sample_chars_per_doc: int = 20_000
+    min_frequency: int = 2
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 300:
+            raise ValueError("vocab_size must be at least 300 (256 bytes + special tokens + merges)")
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return tokenizer
+
+
+def tokenizer_from_json(payload: str):
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(payload)
+    missing = [t for t in SPECIAL_TOKENS if tokenizer.token_to_id(t) is None]
+    if missing:
+        raise ValueError(f"tokenizer lacks special token(s) {missing}")
+    return tokenizer
+
+
+def tokenizer_sha256(payload: str) -> str:
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def sample_key(doc_id: str) -> bytes:
+    """Sampling order for tokenizer training: stable, and independent of input order."""
+    return hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest()

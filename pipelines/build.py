@@ -1,0 +1,438 @@
+"""``python -m pipelines.build``: raw documents → a published, versioned dataset (see README).
+
+The Beam graph writes every file of the new version into a private staging directory; only after
+the pipeline has finished does the driver check that every input document is accounted for, write
+the manifest, rename the staging directory into ``versions/`` and point ``LATEST`` at it. A build
+killed at any point before that leaves nothing visible, and the next build starts afresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pvalue import AsSingleton
+
+import metrics
+from pipelines import shards
+from pipelines import transforms as T
+from pipelines.config import STAGES, BuildConfig, load_config, to_dict
+from pipelines.dedup import DATASKETCH_SCHEME, s_curve
+
+STAGING = ".staging"
+STALE_STAGING_SECONDS = 7 * 24 * 3600
+
+
+def workspace_home(home: str | None) -> Path:
+    return Path(home or os.environ.get("TOKENMILL_HOME") or ".").resolve()
+
+
+def expand_inputs(spec: str) -> list[str]:
+    """Comma-separated files, globs or directories → sorted, de-duplicated file paths."""
+    paths: set[str] = set()
+    for pattern in (p.strip() for p in spec.split(",")):
+        if not pattern:
+            continue
+        if os.path.isdir(pattern):
+            pattern = os.path.join(pattern, "*")
+        matches = FileSystems.match([pattern])[0].metadata_list
+        files = [m.path if "://" in m.path else os.path.abspath(m.path)
+                 for m in matches if not os.path.isdir(m.path)]
+        if not files:
+            raise FileNotFoundError(f"no input files match {pattern!r}")
+        paths.update(files)
+    return sorted(paths)
+
+
+def code_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        label = f"tokenmill {version('tokenmill')}"
+    except PackageNotFoundError:
+        label = "tokenmill (not installed)"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10).stdout
+        return f"{label} git:{commit}{'+dirty' if dirty.strip() else ''}"
+    except (OSError, subprocess.SubprocessError):
+        return label
+
+
+# ------------------------------------------------------------------------------------ the graph
+
+
+def construct(pipeline: beam.Pipeline, config: BuildConfig, inputs: list[str], staging: str) -> None:
+    read = (
+        pipeline
+        | "Inputs" >> beam.Create(inputs)
+        | "Read" >> beam.ParDo(T.ReadInputFile(config.input)).with_outputs("dead_letter", "inputs", main="docs")
+    )
+    # Files are read whole by one worker; spread their documents before the expensive stages.
+    docs = read.docs | "Spread" >> beam.Reshuffle()
+    rejected = []
+    statistics = [docs | "CountParsed" >> beam.Map(lambda _: (("read", "parsed", ""), 1))]
+
+    text_stages: list[T.DocStage] = [T.InputCheck(config.input)]
+    if "langid" in config.stages:
+        text_stages.append(T.LangIdStage(config.langid))
+    if "quality" in config.stages:
+        text_stages.append(T.QualityStage(config.quality))
+    for stage in text_stages:
+        docs, dropped = T.run_stage(docs, stage)
+        rejected.append(dropped)
+    if "dedup" in config.stages:
+        docs, dropped, unconverged = docs | "Dedup" >> T.Deduplicate(config.dedup)
+        rejected.append(dropped)
+        statistics.append(unconverged)
+    if "pii" in config.stages:
+        docs, dropped = T.run_stage(docs, T.PiiStage(config.pii))
+        rejected.append(dropped)
+
+    if "tokenize" in config.stages:
+        payload = T.tokenizer_json(docs, config.tokenizer, pipeline)
+        _ = payload | "WriteTokenizer" >> beam.ParDo(T.WriteText(f"{staging}/tokenizer.json"))
+        encoded = (
+            docs
+            | "Batch" >> beam.BatchElements(min_batch_size=config.tokenizer.batch_size,
+                                            max_batch_size=config.tokenizer.batch_size)
+            | "Encode" >> beam.ParDo(T.Encode(), AsSingleton(payload)).with_outputs("tokens", main="docs")
+        )
+        docs = encoded.docs
+        if "pack" in config.stages:
+            meta = payload | "TokenizerMeta" >> beam.Map(T.tokenizer_meta)
+            shard_infos = T.pack_shards(encoded.tokens, meta, staging, config.pack)
+            _ = (shard_infos | "ShardList" >> beam.combiners.ToList()
+                 | "WriteShardList" >> beam.ParDo(T.WriteJson(f"{staging}/_shards.json")))
+
+    all_rejected = rejected | "AllRejected" >> beam.Flatten()
+    per_file = config.output.rows_per_file
+    _ = docs | "WriteDocs" >> T.WriteParquetFiles(f"{staging}/docs", T.docs_schema(config), per_file)
+    _ = all_rejected | "WriteRejected" >> T.WriteParquetFiles(
+        f"{staging}/rejected", T.rejected_schema(config), per_file)
+    _ = read.dead_letter | "WriteDeadLetter" >> T.WriteParquetFiles(
+        f"{staging}/dead_letter", T.DEAD_LETTER_SCHEMA, per_file)
+    _ = (read.inputs | "InputList" >> beam.combiners.ToList()
+         | "WriteInputList" >> beam.ParDo(T.WriteJson(f"{staging}/_inputs.json")))
+
+    statistics += [
+        docs | "KeptStats" >> beam.FlatMap(T.kept_statistics),
+        all_rejected | "RejectedStats" >> beam.FlatMap(T.rejected_statistics),
+        read.dead_letter | "DeadLetterStats" >> beam.FlatMap(T.dead_letter_statistics),
+    ]
+    _ = (
+        statistics
+        | "AllStats" >> beam.Flatten()
+        | "SumStats" >> beam.CombinePerKey(sum)
+        | "StatRows" >> beam.Map(lambda kv: [*kv[0], kv[1]])
+        | "StatList" >> beam.combiners.ToList()
+        | "WriteStats" >> beam.ParDo(T.WriteJson(f"{staging}/_stats.json"))
+    )
+
+
+# ------------------------------------------------------------------------------------ publishing
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    version: str
+    path: Path
+    manifest: dict[str, Any]
+    reused: bool
+
+
+def _take_json(path: Path, default: Any) -> Any:
+    if not path.exists():
+        return default
+    data = json.loads(path.read_text(encoding="utf-8"))
+    path.unlink()
+    return data
+
+
+def stage_counts(stats: list[list], stages: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, int]]:
+    table: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for stage, name, key, value in stats:
+        table[(stage, name)][key] = value
+    parsed = table[("read", "parsed")].get("", 0)
+    dead = sum(table[("read", "dead_letter")].values())
+    per_stage: dict[str, Any] = {}
+    flowing = parsed
+    for stage in ("input", *stages):
+        dropped = dict(sorted(table[(stage, "rejected")].items()))
+        kept = flowing - sum(dropped.values())
+        per_stage[stage] = {"in": flowing, "kept": kept, "rejected": dropped}
+        flowing = kept
+    counts = {
+        "input": parsed + dead,
+        "kept": table[("output", "kept")].get("", 0),
+        "rejected": sum(sum(v.values()) for (_, name), v in table.items() if name == "rejected"),
+        "dead_letter": dead,
+    }
+    return per_stage, counts
+
+
+def _ensure_parquet(folder: Path, schema) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if not any(folder.glob("*.parquet")):
+        (folder / "part-00000-of-00001.parquet").write_bytes(T.parquet_bytes([], schema))
+
+
+def content_digest(staging: Path, config: dict, inputs: list) -> str:
+    """A digest over every published file and the build's config and inputs: the version name."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"config": config, "inputs": inputs}, sort_keys=True).encode())
+    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(staging)).encode() + b"\0" + shards.sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+def publish(staging: Path, data_dir: Path, config: BuildConfig, parent: str | None,
+            started: float) -> BuildResult:
+    stats = _take_json(staging / "_stats.json", [])
+    inputs = _take_json(staging / "_inputs.json", [])
+    shard_list = sorted(_take_json(staging / "_shards.json", []), key=lambda s: s["path"])
+    per_stage, counts = stage_counts(stats, config.stages)
+    if counts["input"] != counts["kept"] + counts["rejected"] + counts["dead_letter"]:
+        raise RuntimeError(f"document accounting does not add up, refusing to publish: {counts}")
+    _ensure_parquet(staging / "docs", T.docs_schema(config))
+    _ensure_parquet(staging / "rejected", T.rejected_schema(config))
+    _ensure_parquet(staging / "dead_letter", T.DEAD_LETTER_SCHEMA)
+    (staging / "owner.json").unlink(missing_ok=True)
+
+    resolved = to_dict(config)
+    inputs = [{k: i[k] for k in ("path", "sha256", "bytes", "records", "dead_letters")}
+              for i in sorted(inputs, key=lambda i: i["path"])]
+    name = "v" + content_digest(staging, resolved, inputs)[:16]
+    final = data_dir / shards.VERSIONS / name
+    if (final / shards.MANIFEST).is_file():
+        shutil.rmtree(staging)
+        shards.write_latest(data_dir, name)
+        return BuildResult(name, final, shards.read_manifest(final), reused=True)
+
+    tokenizer = None
+    if (staging / "tokenizer.json").is_file():
+        meta = T.tokenizer_meta((staging / "tokenizer.json").read_text(encoding="utf-8"))
+        tokenizer = {"sha256": meta["sha256"], "vocab_size": meta["vocab_size"], "eos_id": meta["eos_id"],
+                     "pad_id": meta["pad_id"], "path": "tokenizer.json"}
+    distributions: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
+    for stage, stat, key, value in stats:
+        if stat not in ("parsed", "rejected", "dead_letter", "kept"):
+            distributions[stage][stat][key] = value
+    dedup_cfg = config.dedup
+    manifest = {
+        "version": name,
+        "parent": parent if parent != name else None,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "build_seconds": round(time.time() - started, 2),
+        "code_version": code_version(),
+        "config": resolved,
+        "inputs": inputs,
+        "counts": counts,
+        "stages": per_stage,
+        "distributions": {s: {k: dict(sorted(v.items())) for k, v in d.items()} for s, d in distributions.items()},
+        "dedup": {
+            "library": "datasketch 2.0.0",
+            "scheme": DATASKETCH_SCHEME,
+            "num_perm": dedup_cfg.num_perm, "bands": dedup_cfg.bands, "rows": dedup_cfg.rows,
+            "threshold": dedup_cfg.threshold, "ngram": dedup_cfg.ngram, "seed": dedup_cfg.seed,
+            "s_curve": {f"{s:.1f}": round(s_curve(s, dedup_cfg.bands, dedup_cfg.rows), 4)
+                        for s in (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)},
+        } if "dedup" in config.stages else None,
+        "tokenizer": tokenizer,
+        "seq_len": config.pack.seq_len if "pack" in config.stages else None,
+        "shards": [{k: s[k] for k in ("path", "sha256", "rows", "tokens", "documents")} for s in shard_list],
+        "files": {folder: sorted(p.name for p in (staging / folder).glob("*.parquet"))
+                  for folder in ("docs", "rejected", "dead_letter")},
+    }
+    tmp = staging / f".{shards.MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, staging / shards.MANIFEST)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(staging, final)
+    shards.write_latest(data_dir, name)
+    return BuildResult(name, final, manifest, reused=False)
+
+
+def record_metrics(home: Path, result: BuildResult) -> None:
+    manifest = result.manifest
+    rows = []
+    for stage, numbers in manifest["stages"].items():
+        rows.append(metrics.MetricRow("pipeline", result.version, stage, "in", numbers["in"]))
+        rows.append(metrics.MetricRow("pipeline", result.version, stage, "kept", numbers["kept"]))
+        for reason, n in numbers["rejected"].items():
+            rows.append(metrics.MetricRow("pipeline", result.version, stage, "rejected", n, key=reason))
+    for stage, named in manifest["distributions"].items():
+        for name, buckets in named.items():
+            for key, n in buckets.items():
+                rows.append(metrics.MetricRow("pipeline", result.version, stage, name, n, key=key))
+    rows.append(metrics.MetricRow("pipeline", result.version, "read", "dead_letter",
+                                  manifest["counts"]["dead_letter"]))
+    metrics.MetricsStore(home).append(rows)
+
+
+def _prune_stale_staging(data_dir: Path) -> None:
+    """Remove staging dirs of builds that died (their process is gone) or that are very old."""
+    root = data_dir / STAGING
+    if not root.is_dir():
+        return
+    for folder in root.iterdir():
+        age = time.time() - folder.stat().st_mtime
+        if _owner_dead(folder, age) or age > STALE_STAGING_SECONDS:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _owner_dead(folder: Path, age: float) -> bool:
+    try:
+        owner = json.loads((folder / "owner.json").read_text())
+    except (OSError, ValueError):
+        # A build writes owner.json right after creating its folder; give it a minute.
+        return age > 60
+    if owner.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(owner.get("pid", -1)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OverflowError):
+        return False
+    return False
+
+
+def build(config: BuildConfig, inputs: list[str], data_dir: Path, beam_args: list[str],
+          home: Path | None = None) -> BuildResult:
+    started = time.time()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _prune_stale_staging(data_dir)
+    parent = shards.latest_version(data_dir)
+    staging = data_dir / STAGING / f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    for folder in ("docs", "rejected", "dead_letter", "shards"):
+        (staging / folder).mkdir(parents=True)
+    (staging / "owner.json").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
+    construct(pipeline, config, inputs, str(staging))
+    state = pipeline.run().wait_until_finish()
+    if state not in (None, "DONE"):
+        raise RuntimeError(f"pipeline finished in state {state}; nothing published")
+    if not any((staging / "shards").iterdir()):
+        (staging / "shards").rmdir()
+    result = publish(staging, data_dir, config, parent, started)
+    if home is not None:
+        record_metrics(home, result)
+    return result
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.build",
+        description="Build a versioned dataset: langid, quality, dedup, pii, tokenize, pack. "
+                    "Unknown options go to Beam (e.g. --runner, --direct_num_workers).",
+    )
+    parser.add_argument("--home", help="workspace root (env TOKENMILL_HOME, default: current directory)")
+    parser.add_argument("--input", help="file, glob, directory or comma list (default: the bundled sample)")
+    parser.add_argument("--output", help="dataset directory (default: <home>/data)")
+    parser.add_argument("--stages", help=f"comma subset of {','.join(STAGES)} (always run in that order)")
+    parser.add_argument("--config", help="TOML config file")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override any config value, e.g. --set quality.min_words=30")
+    parser.add_argument("--text-field")
+    parser.add_argument("--id-field")
+    parser.add_argument("--seq-len", type=int)
+    parser.add_argument("--vocab-size", type=int)
+    parser.add_argument("--tokenizer", help="reuse this tokenizer.json instead of training one")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    return parser.parse_known_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> BuildConfig:
+    overrides: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects SECTION.KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value
+    flag_map = {"stages": "stages", "text_field": "input.text_field", "id_field": "input.id_field",
+                "seq_len": "pack.seq_len", "vocab_size": "tokenizer.vocab_size", "tokenizer": "tokenizer.path",
+                "seed": "seed"}
+    for flag, key in flag_map.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = value
+    return load_config(args.config, overrides)
+
+
+def summary(result: BuildResult) -> str:
+    m = result.manifest
+    c = m["counts"]
+    lines = [
+        f"{'reused existing' if result.reused else 'published'} dataset version {result.version}",
+        f"  path: {result.path}",
+        f"  documents: {c['input']} in = {c['kept']} kept + {c['rejected']} rejected + "
+        f"{c['dead_letter']} dead-lettered",
+    ]
+    for stage, n in m["stages"].items():
+        reasons = ", ".join(f"{r}={k}" for r, k in n["rejected"].items()) or "-"
+        lines.append(f"  {stage:<9} in {n['in']:>7}  kept {n['kept']:>7}  dropped: {reasons}")
+    if m.get("shards"):
+        tokens = sum(s["tokens"] for s in m["shards"])
+        rows = sum(s["rows"] for s in m["shards"])
+        lines.append(f"  shards: {len(m['shards'])} files, {rows} rows of {m['seq_len']} tokens, "
+                     f"{tokens} tokens; tokenizer vocab {m['tokenizer']['vocab_size']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, beam_args = parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    home = workspace_home(args.home)
+    data_dir = Path(args.output).resolve() if args.output else home / "data"
+    if args.input:
+        try:
+            inputs = expand_inputs(args.input)
+        except (FileNotFoundError, ValueError) as err:
+            print(f"input error: {err}", file=sys.stderr)
+            return 2
+    else:
+        from pipelines.sample import SAMPLE_CORPUS
+
+        inputs = [str(SAMPLE_CORPUS)]
+    try:
+        for path in inputs:
+            T.readers.detect_format(path)
+    except ValueError as err:
+        print(f"input error: {err}", file=sys.stderr)
+        return 2
+    result = build(config, inputs, data_dir, beam_args, home)
+    print(json.dumps(result.manifest, indent=2) if args.json else summary(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

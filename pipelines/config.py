@@ -1,0 +1,118 @@
+"""Build configuration: frozen dataclasses, loaded from TOML, overridden from the command line.
+
+Each stage owns its config dataclass (thresholds live with the signals they judge); this module
+assembles them, converts TOML values to the declared field types, and rejects unknown keys so a typo
+in a config file is an error rather than a silently ignored threshold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.bpe import TokenizerConfig
+from pipelines.dedup import DedupConfig
+from pipelines.langid import LangIdConfig
+from pipelines.pack import PackConfig
+from pipelines.pii import PiiConfig
+from pipelines.quality import QualityConfig
+from pipelines.readers import InputConfig
+
+STAGES = ("langid", "quality", "dedup", "pii", "tokenize", "pack")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    # Rows per Parquet file for docs/, rejected/ and dead_letter/; the file count follows the data.
+    rows_per_file: int = 50_000
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    stages: tuple[str, ...] = STAGES
+    seed: int = 0
+    input: InputConfig = field(default_factory=InputConfig)
+    langid: LangIdConfig = field(default_factory=LangIdConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    pii: PiiConfig = field(default_factory=PiiConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    pack: PackConfig = field(default_factory=PackConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.stages if s not in STAGES]
+        if unknown:
+            raise ValueError(f"unknown stage(s) {unknown}; choose from {','.join(STAGES)}")
+        if "pack" in self.stages and "tokenize" not in self.stages:
+            raise ValueError("stage 'pack' needs 'tokenize'")
+        # Stages always run in the canonical order, whatever order the user listed them in.
+        object.__setattr__(self, "stages", tuple(s for s in STAGES if s in self.stages))
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a table, got {type(value).__name__}")
+        return from_dict(hint, value, where)
+    if origin in (types.UnionType, typing.Union):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        return None if value is None else _convert(value, options[0], where)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)[:1]
+        return tuple(_convert(v, item, where) for v in value)
+    if hint is bool:
+        if isinstance(value, str):
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(f"{where}: expected true/false, got {value!r}")
+            return value.lower() in ("true", "1", "yes")
+        return bool(value)
+    if hint in (int, float, str):
+        try:
+            return hint(value)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: expected {hint.__name__}, got {value!r}") from err
+    return value
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")
+    return cls(**{k: _convert(v, hints[k], f"{where}.{k}") for k, v in data.items()})
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """The resolved config as plain JSON-able data (tuples become lists)."""
+    return dataclasses.asdict(config, dict_factory=lambda items: {k: _plain(v) for k, v in items})
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> BuildConfig:
+    """Defaults, then the TOML file, then ``overrides`` ({"section.key": value} or {"key": value})."""
+    data: dict[str, Any] = {}
+    if path:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    for dotted, value in (overrides or {}).items():
+        target = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    return from_dict(BuildConfig, data)

@@ -1,0 +1,303 @@
+"""Reading raw documents: JSONL (plain, .gz, .zst), Parquet, plain text and Common Crawl WET.
+
+``read_file`` turns one input file into :class:`Record` s (a parsed document) and
+:class:`DeadLetter` s (input that could not be parsed: source, position, error, raw bytes), and
+hashes the raw file bytes on the way for the manifest. It never raises for bad content; only an
+unreadable file system raises. ``input_reason`` rejects parsed documents that are unusable.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+RAW_EXCERPT_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    text_field: str = "text"
+    id_field: str = "id"
+    # A JSONL line or WET record longer than this is dead-lettered unread, bounding worker memory.
+    max_record_bytes: int = 32 * 1024 * 1024
+    # Parsed documents longer than this are rejected as "too_long" (kept in rejected/ whole).
+    max_doc_chars: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    text: str
+    source: str
+    position: int
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    source: str
+    position: int
+    error: str
+    raw: bytes
+
+
+@dataclass
+class FileDigest:
+    path: str
+    sha256: str = ""
+    bytes: int = 0
+    records: int = 0
+    dead_letters: int = 0
+
+
+def detect_format(path: str) -> str:
+    name = os.path.basename(path).lower()
+    for suffix in (".gz", ".zst", ".zstd"):
+        name = name.removesuffix(suffix)
+    if name.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith((".wet", ".warc.wet")):
+        return "wet"
+    if name.endswith((".txt", ".text", ".md")):
+        return "text"
+    raise ValueError(f"{path}: unknown input format (expected .jsonl/.json/.ndjson, .parquet, "
+                     ".wet, .txt, optionally .gz or .zst)")
+
+
+def derive_id(source: str, position: int, text: str) -> str:
+    """A stable id for documents that have none: the same file name, place and text give the same id."""
+    digest = hashlib.blake2b(digest_size=10)
+    digest.update(os.path.basename(source).encode("utf-8", "surrogateescape"))
+    digest.update(position.to_bytes(8, "big", signed=True))
+    digest.update(text.encode("utf-8", "surrogatepass"))
+    return "d" + digest.hexdigest()
+
+
+class _HashingReader(io.RawIOBase):
+    """Passes bytes through while hashing them, so inputs are read once for parsing and checksums."""
+
+    def __init__(self, raw: IO[bytes], digest: FileDigest):
+        self._raw = raw
+        self._sha = hashlib.sha256()
+        self._digest = digest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._raw.read(len(buffer))
+        self._sha.update(data)
+        self._digest.bytes += len(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def finish(self) -> None:
+        # Hash whatever the parser did not need to read (e.g. trailing bytes after the last record).
+        while data := self._raw.read(1 << 20):
+            self._sha.update(data)
+            self._digest.bytes += len(data)
+        self._digest.sha256 = self._sha.hexdigest()
+
+
+def _decompress(stream: IO[bytes], path: str) -> IO[bytes]:
+    lower = path.lower()
+    if lower.endswith(".gz"):
+        return gzip.GzipFile(fileobj=stream)  # type: ignore[return-value]
+    if lower.endswith((".zst", ".zstd")):
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(stream)
+    return stream
+
+
+def read_file(
+    path: str, open_raw: Callable[[str], IO[bytes]], config: InputConfig, digest: FileDigest
+) -> Iterator[Record | DeadLetter]:
+    """Parse one input file; ``digest`` is filled in (sha256 of the raw bytes) when iteration ends."""
+    fmt = detect_format(path)
+    with open_raw(path) as raw:
+        hashing = _HashingReader(raw, digest)
+        buffered = io.BufferedReader(hashing, buffer_size=1 << 20)
+        try:
+            stream = _decompress(buffered, path)
+            parser = {"jsonl": _read_jsonl, "parquet": _read_parquet, "wet": _read_wet,
+                      "text": _read_text}[fmt]
+            yield from _counted(parser(stream, path, config), digest)
+        except _corrupt_errors() as err:
+            # A corrupt archive or container: everything we could not reach is one dead letter.
+            digest.dead_letters += 1
+            yield DeadLetter(path, -1, f"unreadable {fmt} file: {type(err).__name__}: {err}", b"")
+        hashing.finish()
+
+
+def _corrupt_errors() -> tuple[type[BaseException], ...]:
+    errors: tuple[type[BaseException], ...] = (OSError, EOFError, ValueError)
+    try:
+        import zstandard
+    except ImportError:
+        return errors
+    return (*errors, zstandard.ZstdError)
+
+
+def _counted(items: Iterator[Record | DeadLetter], digest: FileDigest) -> Iterator[Record | DeadLetter]:
+    for item in items:
+        if isinstance(item, Record):
+            digest.records += 1
+        else:
+            digest.dead_letters += 1
+        yield item
+
+
+def _document(obj: Any, path: str, position: int, raw: bytes, config: InputConfig) -> Record | DeadLetter:
+    if not isinstance(obj, dict):
+        return DeadLetter(path, position, f"expected a JSON object, got {type(obj).__name__}", raw)
+    text = obj.get(config.text_field)
+    if text is None:
+        return DeadLetter(path, position, f"missing text field {config.text_field!r}", raw)
+    if not isinstance(text, str):
+        return DeadLetter(path, position,
+                          f"text field {config.text_field!r} is {type(text).__name__}, expected a string", raw)
+    doc_id = obj.get(config.id_field)
+    if doc_id is None or doc_id == "":
+        doc_id = derive_id(path, position, text)
+    elif isinstance(doc_id, bool) or not isinstance(doc_id, str | int):
+        return DeadLetter(path, position,
+                          f"id field {config.id_field!r} is {type(doc_id).__name__}, expected string or int", raw)
+    if _has_lone_surrogate(text):
+        return DeadLetter(path, position, "text contains unpaired UTF-16 surrogates", raw)
+    return Record(str(doc_id), text, path, position)
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _read_jsonl(stream: IO[bytes], path: str, config: InputConfig) -> Iterator[Record | DeadLetter]:
+    position = 0
+    while True:
+        line = stream.readline(config.max_record_bytes + 1)
+        if not line:
+            return
+        position += 1
+        if len(line) > config.max_record_bytes and not line.endswith(b"\n"):
+            excerpt = line[:RAW_EXCERPT_BYTES]
+            while chunk := stream.readline(1 << 20):
+                if chunk.endswith(b"\n"):
+                    break
+            yield DeadLetter(path, position, f"record longer than {config.max_record_bytes} bytes", excerpt)
+            continue
+        if not line.strip():
+            continue
+        try:
+            decoded = line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            yield DeadLetter(path, position, f"invalid UTF-8 at byte {err.start}", line)
+            continue
+        try:
+            obj = json.loads(decoded)
+        except json.JSONDecodeError as err:
+            yield DeadLetter(path, position, f"broken JSON: {err.msg} at column {err.colno}", line)
+            continue
+        yield _document(obj, path, position, line, config)
+
+
+def _read_parquet(stream: IO[bytes], path: str, config: InputConfig) -> Iterator[Record | DeadLetter]:
+    import pyarrow.parquet as pq
+
+    # Parquet needs random access: the footer is at the end.
+    parquet = pq.ParquetFile(io.BytesIO(stream.read()))
+    if config.text_field not in parquet.schema_arrow.names:
+        raise ValueError(f"no column {config.text_field!r}")
+    columns = [c for c in (config.text_field, config.id_field) if c in parquet.schema_arrow.names]
+    position = 0
+    for batch in parquet.iter_batches(columns=columns, batch_size=4096):
+        for row in batch.to_pylist():
+            yield _document(row, path, position, b"", config)
+            position += 1
+
+
+def _read_text(stream: IO[bytes], path: str, config: InputConfig) -> Iterator[Record | DeadLetter]:
+    data = stream.read(config.max_record_bytes + 1)
+    if len(data) > config.max_record_bytes:
+        yield DeadLetter(path, 0, f"text file longer than {config.max_record_bytes} bytes",
+                         data[:RAW_EXCERPT_BYTES])
+        return
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        yield DeadLetter(path, 0, f"invalid UTF-8 at byte {err.start}", data[:RAW_EXCERPT_BYTES])
+        return
+    if text.strip():
+        yield Record(derive_id(path, 0, text), text, path, 0)
+
+
+def _read_wet(stream: IO[bytes], path: str, config: InputConfig) -> Iterator[Record | DeadLetter]:
+    """WARC/WET records: a version line, headers, a blank line, then Content-Length body bytes."""
+    position = 0
+    while True:
+        line = stream.readline(65536)
+        if not line:
+            return
+        if not line.startswith(b"WARC/"):
+            continue
+        headers: dict[str, str] = {}
+        while (header := stream.readline(65536)) not in (b"\r\n", b"\n", b""):
+            name, _, value = header.decode("utf-8", "replace").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        try:
+            length = int(headers.get("content-length", ""))
+        except ValueError:
+            position += 1
+            yield DeadLetter(path, position, "WARC record without a valid Content-Length", line)
+            continue
+        if length > config.max_record_bytes:
+            body_excerpt = stream.read(RAW_EXCERPT_BYTES)
+            _skip(stream, length - len(body_excerpt))
+            position += 1
+            yield DeadLetter(path, position, f"record longer than {config.max_record_bytes} bytes", body_excerpt)
+            continue
+        body = stream.read(length)
+        if headers.get("warc-type") != "conversion":
+            continue
+        position += 1
+        if len(body) < length:
+            yield DeadLetter(path, position, f"truncated record: {len(body)} of {length} bytes", body)
+            return
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as err:
+            yield DeadLetter(path, position, f"invalid UTF-8 at byte {err.start}", body)
+            continue
+        record_id = headers.get("warc-record-id", "").strip("<>").removeprefix("urn:uuid:")
+        yield _document({config.text_field: text, config.id_field: record_id or None}, path, position,
+                        body, config)
+
+
+def _skip(stream: IO[bytes], count: int) -> None:
+    while count > 0:
+        chunk = stream.read(min(count, 1 << 20))
+        if not chunk:
+            return
+        count -= len(chunk)
+
+
+def input_reason(text: str, config: InputConfig) -> str | None:
+    """Reasons a parsed document cannot enter the text stages at all."""
+    if not text.strip():
+        return "empty"
+    if "\x00" in text:
+        return "nul_bytes"
+    if len(text) > config.max_doc_chars:
+        return "too_long"
+    return None

@@ -1,0 +1,215 @@
+"""The on-disk dataset contract: packed-token shards, manifests, versions. pyarrow only, no Beam.
+
+A dataset version is an immutable directory ``<data>/versions/<name>/`` holding ``manifest.json``
+(written last) and ``shards/*.arrow``; ``<data>/LATEST`` names the current version. Shards are
+Arrow IPC *file* format, so readers memory-map them and index rows at random. One shard row is
+``seq_len`` token ids plus the lengths and ids of the document pieces packed into it, so the trainer
+can stop attention at document boundaries. Schema details: docs/pipeline.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+SHARD_FORMAT = "tokenmill.shard.v1"
+MANIFEST = "manifest.json"
+LATEST = "LATEST"
+VERSIONS = "versions"
+
+
+def shard_schema(seq_len: int, eos_id: int, pad_id: int, tokenizer_sha256: str = "") -> pa.Schema:
+    meta = {
+        "format": SHARD_FORMAT,
+        "seq_len": str(seq_len),
+        "eos_id": str(eos_id),
+        "pad_id": str(pad_id),
+        "tokenizer_sha256": tokenizer_sha256,
+    }
+    return pa.schema(
+        [
+            pa.field("input_ids", pa.list_(pa.uint32(), seq_len), nullable=False),
+            # Lengths of the consecutive document pieces in the row (each piece ends with EOS when it
+            # ends its document); tokens after their sum are padding.
+            pa.field("doc_lengths", pa.list_(pa.int32()), nullable=False),
+            pa.field("doc_ids", pa.list_(pa.string()), nullable=False),
+        ],
+        metadata=meta,
+    )
+
+
+@dataclass(frozen=True)
+class PackedRow:
+    input_ids: np.ndarray  # uint32[seq_len]
+    doc_lengths: tuple[int, ...]
+    doc_ids: tuple[str, ...]
+
+    @property
+    def n_tokens(self) -> int:
+        """Real (non-padding) tokens in the row."""
+        return int(sum(self.doc_lengths))
+
+
+def encode_shard(rows: Sequence[PackedRow], schema: pa.Schema) -> bytes:
+    """Serialise rows into Arrow IPC file bytes. Same rows and schema give the same bytes."""
+    seq_len = int(schema.metadata[b"seq_len"])
+    flat = np.concatenate([r.input_ids for r in rows]).astype(np.uint32, copy=False) if rows else (
+        np.zeros(0, dtype=np.uint32)
+    )
+    if flat.size != seq_len * len(rows):
+        raise ValueError(f"every row must hold exactly {seq_len} tokens")
+    input_ids = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa.uint32()), seq_len)
+    table = pa.Table.from_arrays(
+        [
+            input_ids,
+            pa.array([list(r.doc_lengths) for r in rows], type=pa.list_(pa.int32())),
+            pa.array([list(r.doc_ids) for r in rows], type=pa.list_(pa.string())),
+        ],
+        schema=schema,
+    )
+    sink = io.BytesIO()
+    with pa.ipc.new_file(sink, schema) as writer:
+        writer.write_table(table, max_chunksize=max(1, len(rows)))
+    return sink.getvalue()
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ShardReader:
+    """Memory-mapped random access to one shard file."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self._source = pa.memory_map(str(self.path), "r")
+        reader = pa.ipc.open_file(self._source)
+        self.schema = reader.schema
+        meta = self.schema.metadata or {}
+        if meta.get(b"format") != SHARD_FORMAT.encode():
+            raise ValueError(f"{self.path}: not a {SHARD_FORMAT} shard")
+        self.seq_len = int(meta[b"seq_len"])
+        self.eos_id = int(meta[b"eos_id"])
+        self.pad_id = int(meta[b"pad_id"])
+        self.table = reader.read_all()
+        self._ids = _token_matrix(self.table.column("input_ids"), self.seq_len)
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    @property
+    def input_ids(self) -> np.ndarray:
+        """All rows as a read-only ``[rows, seq_len]`` uint32 matrix backed by the mapped file."""
+        return self._ids
+
+    def __getitem__(self, index: int) -> PackedRow:
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        index %= len(self)
+        return PackedRow(
+            input_ids=self._ids[index],
+            doc_lengths=tuple(self.table.column("doc_lengths")[index].as_py()),
+            doc_ids=tuple(self.table.column("doc_ids")[index].as_py()),
+        )
+
+    def __iter__(self) -> Iterator[PackedRow]:
+        for index in range(len(self)):
+            yield self[index]
+
+    def close(self) -> None:
+        self._source.close()
+
+
+def _token_matrix(column: pa.ChunkedArray, seq_len: int) -> np.ndarray:
+    if column.num_chunks == 1:
+        values = column.chunk(0).flatten().to_numpy(zero_copy_only=True)
+    else:
+        values = np.concatenate([c.flatten().to_numpy(zero_copy_only=True) for c in column.chunks])
+    return values.reshape(-1, seq_len)
+
+
+# ---------------------------------------------------------------------------------------- versions
+
+
+def read_manifest(version_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(version_dir) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{version_dir}: no {MANIFEST}; not a published dataset version")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def latest_version(data_dir: str | os.PathLike[str]) -> str | None:
+    pointer = Path(data_dir) / LATEST
+    if not pointer.is_file():
+        return None
+    name = pointer.read_text(encoding="utf-8").strip()
+    return name or None
+
+
+def list_versions(data_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Manifests of every published version, oldest first. Unpublished staging dirs never show."""
+    root = Path(data_dir) / VERSIONS
+    manifests = [read_manifest(p.parent) for p in root.glob(f"*/{MANIFEST}")] if root.is_dir() else []
+    return sorted(manifests, key=lambda m: (m.get("created_at", ""), m["version"]))
+
+
+def resolve_version(path: str | os.PathLike[str], version: str | None = None) -> Path:
+    """A version directory from a data dir (using ``version`` or LATEST) or a version dir itself."""
+    path = Path(path)
+    if (path / MANIFEST).is_file() and version is None:
+        return path
+    name = version or latest_version(path)
+    if name is None:
+        raise FileNotFoundError(f"{path}: no {LATEST} and no version given; build a dataset first")
+    candidate = path / VERSIONS / name
+    read_manifest(candidate)
+    return candidate
+
+
+def verify_version(version_dir: str | os.PathLike[str]) -> list[str]:
+    """Problems found checking every shard against the manifest's sha256, rows and tokens ([] = ok)."""
+    version_dir = Path(version_dir)
+    problems = []
+    for shard in read_manifest(version_dir).get("shards", []):
+        path = version_dir / shard["path"]
+        if not path.is_file():
+            problems.append(f"{shard['path']}: missing")
+            continue
+        digest = sha256_file(path)
+        if digest != shard["sha256"]:
+            problems.append(f"{shard['path']}: sha256 {digest} != manifest {shard['sha256']}")
+            continue
+        reader = ShardReader(path)
+        tokens = sum(sum(r.as_py()) for r in reader.table.column("doc_lengths"))
+        if len(reader) != shard["rows"] or tokens != shard["tokens"]:
+            problems.append(f"{shard['path']}: rows/tokens {len(reader)}/{tokens} != manifest")
+        reader.close()
+    return problems
+
+
+def shard_paths(version_dir: str | os.PathLike[str]) -> list[Path]:
+    version_dir = Path(version_dir)
+    return [version_dir / s["path"] for s in read_manifest(version_dir).get("shards", [])]
+
+
+def write_latest(data_dir: str | os.PathLike[str], name: str) -> None:
+    """Point LATEST at ``name`` atomically (temp file + rename)."""
+    data_dir = Path(data_dir)
+    tmp = data_dir / f".{LATEST}.{os.getpid()}.tmp"
+    tmp.write_text(name + "\n", encoding="utf-8")
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, data_dir / LATEST)

@@ -1,0 +1,546 @@
+"""Thin Beam wrappers around the plain stage functions, and the writers for a version's files.
+
+Everything here is portable-runner safe: no module-level state, models load in ``DoFn.setup``,
+all I/O goes through ``apache_beam.io.filesystems``, and nothing collects a dataset on one worker
+(only bounded things are: the tokenizer's training sample, per-key statistics, shard descriptions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import posixpath
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.pvalue import AsSingleton, TaggedOutput
+
+from pipelines import bpe, dedup, langid, pack, pii, quality, readers, shards
+from pipelines.config import BuildConfig
+
+Doc = dict[str, Any]
+
+# ------------------------------------------------------------------------------------ reading
+
+
+def _open_raw(path: str):
+    # Decompression is ours (readers.py), so the checksum covers the bytes actually on disk.
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+class ReadInputFile(beam.DoFn):
+    """One input file → documents (main), dead letters and the file's digest (tagged)."""
+
+    def __init__(self, config: readers.InputConfig):
+        self.config = config
+
+    def process(self, path: str) -> Iterator[Any]:
+        digest = readers.FileDigest(path)
+        for item in readers.read_file(path, _open_raw, self.config, digest):
+            if isinstance(item, readers.Record):
+                yield {"id": item.id, "text": item.text, "source": item.source, "position": item.position}
+            else:
+                yield TaggedOutput("dead_letter", {"source": item.source, "position": item.position,
+                                                   "error": item.error, "raw": item.raw})
+        yield TaggedOutput("inputs", vars(digest))
+
+
+# ------------------------------------------------------------------------------------ text stages
+
+
+class DocStage:
+    """A stage's per-document step: annotate ``doc`` in place, return a drop reason or None."""
+
+    name = ""
+
+    def setup(self) -> None:
+        pass
+
+    def apply(self, doc: Doc) -> str | None:
+        raise NotImplementedError
+
+
+class InputCheck(DocStage):
+    name = "input"
+
+    def __init__(self, config: readers.InputConfig):
+        self.config = config
+
+    def apply(self, doc: Doc) -> str | None:
+        return readers.input_reason(doc["text"], self.config)
+
+
+class LangIdStage(DocStage):
+    name = "langid"
+
+    def __init__(self, config: langid.LangIdConfig):
+        self.config = config
+        self.identifier = langid.LanguageIdentifier(config)
+
+    def setup(self) -> None:
+        self.identifier.load()
+
+    def apply(self, doc: Doc) -> str | None:
+        doc["lang"], doc["lang_score"] = self.identifier.predict(doc["text"])
+        return langid.langid_reason(doc["lang"], doc["lang_score"], self.config)
+
+
+class QualityStage(DocStage):
+    name = "quality"
+
+    def __init__(self, config: quality.QualityConfig):
+        self.config = config
+        self.classifier = quality.QualityClassifier(config.classifier_model) if config.classifier_model else None
+
+    def setup(self) -> None:
+        if self.classifier is not None:
+            self.classifier.load()
+
+    def apply(self, doc: Doc) -> str | None:
+        signals = quality.quality_signals(doc["text"], doc.get("lang"))
+        if self.classifier is not None:
+            signals["q_classifier_hq"] = self.classifier.predict_hq(doc["text"])
+        doc.update(signals)
+        doc["quality_score"] = quality.quality_score(signals)
+        return quality.quality_reason(signals, doc.get("lang"), self.config)
+
+
+class PiiStage(DocStage):
+    name = "pii"
+
+    def __init__(self, config: pii.PiiConfig):
+        self.config = config
+
+    def apply(self, doc: Doc) -> str | None:
+        doc["text"], counts = pii.scrub_pii(doc["text"], self.config)
+        for kind, count in counts.items():
+            doc[f"pii_{kind}"] = count
+        return None
+
+
+class ApplyStage(beam.DoFn):
+    def __init__(self, stage: DocStage):
+        self.stage = stage
+
+    def setup(self) -> None:
+        self.stage.setup()
+
+    def process(self, doc: Doc) -> Iterator[Any]:
+        doc = dict(doc)  # Beam elements are immutable by contract
+        reason = self.stage.apply(doc)
+        if reason is None:
+            yield doc
+        else:
+            doc["stage"], doc["reason"] = self.stage.name, reason
+            yield TaggedOutput("rejected", doc)
+
+
+def run_stage(docs: beam.PCollection, stage: DocStage) -> tuple[beam.PCollection, beam.PCollection]:
+    out = docs | f"Stage[{stage.name}]" >> beam.ParDo(ApplyStage(stage)).with_outputs("rejected", main="kept")
+    return out.kept, out.rejected
+
+
+# ------------------------------------------------------------------------------------ dedup
+
+
+class DedupKeys(beam.DoFn):
+    """Per document: its signature (main), its LSH/exact bucket keys, and its (score, exact key)."""
+
+    def __init__(self, config: dedup.DedupConfig):
+        self.config = config
+        self.signer = dedup.Signer(config)
+
+    def process(self, doc: Doc) -> Iterator[Any]:
+        doc_id = doc["id"]
+        exact = dedup.exact_key(doc["text"])
+        yield TaggedOutput("member", (doc_id, (float(doc.get("quality_score") or 0.0), exact)))
+        if self.config.exact:
+            yield TaggedOutput("bucket", (b"x" + exact.encode(), doc_id))
+        if self.config.near:
+            signature = self.signer.signature(doc["text"])
+            yield (doc_id, signature)
+            for key in dedup.band_keys(signature, self.config.bands, self.config.rows):
+                yield TaggedOutput("bucket", (b"b" + key, doc_id))
+
+
+def _pair_with_first_signature(item: tuple[str, dict[str, list]]) -> Iterator[tuple[str, tuple]]:
+    doc_id, groups = item
+    if groups["sig"]:
+        signature = groups["sig"][0]
+        for other in groups["edge"]:
+            yield other, (doc_id, signature)
+
+
+def _verified(threshold: float) -> Callable[[tuple[str, dict[str, list]]], Iterator[tuple[str, str]]]:
+    def verify(item: tuple[str, dict[str, list]]) -> Iterator[tuple[str, str]]:
+        doc_id, groups = item
+        if not groups["sig"]:
+            return
+        signature = groups["sig"][0]
+        for other, other_signature in groups["edge"]:
+            if dedup.estimated_jaccard(signature, other_signature) >= threshold:
+                yield other, doc_id
+
+    return verify
+
+
+def _both_ways(edge: tuple[str, str]) -> Iterator[tuple[str, str]]:
+    yield edge
+    yield edge[1], edge[0]
+
+
+def _larger_first(edge: tuple[str, str]) -> tuple[str, str]:
+    return (edge[0], edge[1]) if edge[0] > edge[1] else (edge[1], edge[0])
+
+
+class ConnectedComponents(beam.PTransform):
+    """Edges (a, b) → (node, smallest node of its component) for every node on an edge."""
+
+    def __init__(self, rounds: int):
+        super().__init__()
+        self.rounds = rounds
+
+    def expand(self, edges: beam.PCollection) -> beam.PCollection:
+        for r in range(self.rounds):
+            edges = (
+                edges
+                | f"LargeStarEmit{r}" >> beam.FlatMap(_both_ways)
+                | f"LargeStarGroup{r}" >> beam.GroupByKey()
+                | f"LargeStar{r}" >> beam.FlatMap(lambda kv: dedup.large_star(kv[0], kv[1]))
+                | f"LargeStarDistinct{r}" >> beam.Distinct()
+                | f"SmallStarEmit{r}" >> beam.Map(_larger_first)
+                | f"SmallStarGroup{r}" >> beam.GroupByKey()
+                | f"SmallStar{r}" >> beam.FlatMap(lambda kv: dedup.small_star(kv[0], kv[1]))
+                | f"SmallStarDistinct{r}" >> beam.Distinct()
+            )
+        # In a converged star forest every edge is (leaf, root); min() settles any stragglers safely.
+        return edges | "Leaf" >> beam.Map(_larger_first) | "Root" >> beam.CombinePerKey(min)
+
+
+def _with_roots(item: tuple[str, dict[str, list]]) -> Iterator[tuple[str, tuple[float, str, str]]]:
+    doc_id, groups = item
+    roots = groups["root"]
+    if not groups["info"]:
+        return
+    score, exact = groups["info"][0]
+    if roots and groups["is_root"]:
+        # Both a leaf and a root: the component did not converge within cc_rounds.
+        yield TaggedOutput("unconverged", (("dedup", "cc_unconverged", ""), 1))
+    if roots or groups["is_root"]:
+        yield (roots[0] if roots else doc_id), (score, doc_id, exact)
+
+
+def _cluster_decisions(item: tuple[str, Iterable[tuple[float, str, str]]]) -> Iterator[tuple[str, dict]]:
+    root, members = item
+    members = sorted(set(members), key=lambda m: m[1])
+    keeper = dedup.choose_keeper([(score, doc_id) for score, doc_id, _ in members])
+    keeper_exact = next(exact for _, doc_id, exact in members if doc_id == keeper)
+    for _, doc_id, exact in members:
+        reason = None
+        if doc_id != keeper:
+            reason = "exact_duplicate" if exact == keeper_exact else "near_duplicate"
+        yield doc_id, {"dup_cluster": root, "dup_cluster_size": len(members), "reason": reason}
+
+
+def _apply_cluster(item: tuple[str, dict[str, list]]) -> Iterator[Any]:
+    doc_id, groups = item
+    decision = groups["cluster"][0] if groups["cluster"] else None
+    # Input ids should be unique; if they are not, every copy is still accounted for.
+    for copy_index, doc in enumerate(sorted(groups["doc"], key=lambda d: (d["source"], d["position"]))):
+        doc = dict(doc)
+        doc["dup_cluster"] = decision["dup_cluster"] if decision else doc_id
+        doc["dup_cluster_size"] = decision["dup_cluster_size"] if decision else 1
+        reason = "duplicate_id" if copy_index else (decision["reason"] if decision else None)
+        if reason is None:
+            yield doc
+        else:
+            doc["stage"], doc["reason"] = "dedup", reason
+            yield TaggedOutput("rejected", doc)
+
+
+class Deduplicate(beam.PTransform):
+    """Exact and near-duplicate clustering; keeps one document per cluster."""
+
+    def __init__(self, config: dedup.DedupConfig):
+        super().__init__()
+        self.config = config
+
+    def expand(self, docs: beam.PCollection):
+        cfg = self.config
+        keys = docs | "DedupKeys" >> beam.ParDo(DedupKeys(cfg)).with_outputs("bucket", "member", main="sig")
+        edges = (
+            keys.bucket
+            | "GroupBuckets" >> beam.GroupByKey()
+            | "StarEdges" >> beam.FlatMap(lambda kv: dedup.star_edges(kv[1]))
+            | "DistinctEdges" >> beam.Distinct()
+        )
+        if cfg.near:
+            # Verify candidates with both signatures: two keyed joins, no worker sees more than one
+            # document's signature per edge.
+            with_first = (
+                {"edge": edges, "sig": keys.sig}
+                | "JoinFirstSig" >> beam.CoGroupByKey()
+                | "PairFirst" >> beam.FlatMap(_pair_with_first_signature)
+            )
+            edges = (
+                {"edge": with_first, "sig": keys.sig}
+                | "JoinSecondSig" >> beam.CoGroupByKey()
+                | "Verify" >> beam.FlatMap(_verified(cfg.threshold))
+            )
+        roots = edges | "Components" >> ConnectedComponents(cfg.cc_rounds)
+        is_root = roots | "RootIds" >> beam.Map(lambda kv: (kv[1], True)) | "DistinctRoots" >> beam.Distinct()
+        members = (
+            {"root": roots, "is_root": is_root, "info": keys.member}
+            | "JoinMembers" >> beam.CoGroupByKey()
+            | "ByCluster" >> beam.FlatMap(_with_roots).with_outputs("unconverged", main="members")
+        )
+        decisions = (
+            members.members
+            | "GroupClusters" >> beam.GroupByKey()
+            | "Decide" >> beam.FlatMap(_cluster_decisions)
+        )
+        out = (
+            {"doc": docs | "KeyDocs" >> beam.Map(lambda d: (d["id"], d)), "cluster": decisions}
+            | "JoinDocs" >> beam.CoGroupByKey()
+            | "ApplyClusters" >> beam.FlatMap(_apply_cluster).with_outputs("rejected", main="kept")
+        )
+        return out.kept, out.rejected, members.unconverged
+
+
+# ------------------------------------------------------------------------------------ tokenize, pack
+
+
+def _train_tokenizer(sample: list[tuple[bytes, str]], config: bpe.TokenizerConfig) -> str:
+    texts = [text for _, text in sorted(sample)]
+    return bpe.train_bpe(texts, config.vocab_size, config.min_frequency).to_str()
+
+
+def tokenizer_json(kept: beam.PCollection, config: bpe.TokenizerConfig, pipeline: beam.Pipeline):
+    if config.path:
+        with FileSystems.open(config.path) as handle:
+            payload = handle.read().decode("utf-8")
+        bpe.tokenizer_from_json(payload)  # fail at graph construction, not in a worker
+        return pipeline | "Tokenizer" >> beam.Create([payload])
+    chars = config.sample_chars_per_doc
+    return (
+        kept
+        | "SampleKey" >> beam.Map(lambda d: (bpe.sample_key(d["id"]), d["text"][:chars]))
+        | "Sample" >> beam.combiners.Top.Smallest(config.sample_docs)
+        | "TrainBPE" >> beam.Map(_train_tokenizer, config)
+    )
+
+
+class Encode(beam.DoFn):
+    """Batches of documents → documents with ``n_tokens`` (main) and (id, token ids) (tagged)."""
+
+    def __init__(self):
+        self._payload_hash = None
+        self._tokenizer = None
+
+    def process(self, batch: list[Doc], payload: str) -> Iterator[Any]:
+        digest = hashlib.sha256(payload.encode()).digest()
+        if digest != self._payload_hash:
+            self._tokenizer, self._payload_hash = bpe.tokenizer_from_json(payload), digest
+        encodings = self._tokenizer.encode_batch_fast([d["text"] for d in batch], add_special_tokens=False)
+        for doc, encoding in zip(batch, encodings, strict=True):
+            ids = np.asarray(encoding.ids, dtype=np.uint32)
+            yield {**doc, "n_tokens": int(ids.size)}
+            yield TaggedOutput("tokens", (doc["id"], ids))
+
+
+def tokenizer_meta(payload: str) -> dict[str, Any]:
+    tokenizer = bpe.tokenizer_from_json(payload)
+    return {
+        "sha256": bpe.tokenizer_sha256(payload),
+        "vocab_size": tokenizer.get_vocab_size(),
+        "eos_id": tokenizer.token_to_id(bpe.EOS),
+        "pad_id": tokenizer.token_to_id(bpe.PAD),
+    }
+
+
+class WriteShard(beam.DoFn):
+    def __init__(self, shard_dir: str, config: pack.PackConfig):
+        self.shard_dir = shard_dir
+        self.config = config
+
+    def process(self, item: tuple[int, Iterable[tuple[str, np.ndarray]]], meta: dict, n_shards: int):
+        bucket, docs = item
+        ordered = sorted(docs, key=lambda d: pack.order_key(d[0]))
+        packer = pack.pack_best_fit if self.config.best_fit else pack.pack_greedy
+        rows = packer(ordered, self.config.seq_len, meta["eos_id"], meta["pad_id"])
+        schema = shards.shard_schema(self.config.seq_len, meta["eos_id"], meta["pad_id"], meta["sha256"])
+        payload = shards.encode_shard(rows, schema)
+        name = f"shard-{bucket:05d}-of-{n_shards:05d}.arrow"
+        _write_bytes(posixpath.join(self.shard_dir, name), payload)
+        yield {"path": f"shards/{name}", "sha256": hashlib.sha256(payload).hexdigest(), "rows": len(rows),
+               "tokens": sum(r.n_tokens for r in rows), "documents": len(ordered)}
+
+
+def pack_shards(tokens: beam.PCollection, meta, staging: str, config: pack.PackConfig) -> beam.PCollection:
+    n_shards = (
+        tokens
+        | "TokensWithEos" >> beam.Map(lambda kv: len(kv[1]) + 1)
+        | "TotalTokens" >> beam.CombineGlobally(sum)
+        | "ShardCount" >> beam.Map(pack.shard_count, config)
+    )
+    return (
+        tokens
+        | "AssignShard" >> beam.Map(lambda kv, n: (pack.bucket_of(kv[0], n), kv), AsSingleton(n_shards))
+        | "GroupShard" >> beam.GroupByKey()
+        | "WriteShards" >> beam.ParDo(WriteShard(posixpath.join(staging, "shards"), config),
+                                      AsSingleton(meta), AsSingleton(n_shards))
+    )
+
+
+# ------------------------------------------------------------------------------------ writers
+
+
+def _write_bytes(path: str, payload: bytes) -> None:
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        handle.write(payload)
+
+
+class WriteText(beam.DoFn):
+    def __init__(self, path: str):
+        self.path = path
+
+    def process(self, payload: str) -> Iterator[str]:
+        _write_bytes(self.path, payload.encode("utf-8"))
+        yield self.path
+
+
+class WriteJson(beam.DoFn):
+    """Writes one small, bounded list (statistics, digests) as sorted JSON."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def process(self, items: list) -> Iterator[str]:
+        _write_bytes(self.path, json.dumps(sorted(items, key=json.dumps), indent=1).encode("utf-8"))
+        yield self.path
+
+
+def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
+    table = pa.Table.from_pylist(rows, schema=schema)
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def _row_order(row: dict) -> tuple:
+    return row.get("id", ""), row.get("source", ""), row.get("position", 0)
+
+
+class WriteParquetGroup(beam.DoFn):
+    def __init__(self, folder: str, schema: pa.Schema):
+        self.folder = folder
+        self.schema = schema
+
+    def process(self, item: tuple[int, Iterable[dict]], n_files: int) -> Iterator[str]:
+        index, rows = item
+        rows = sorted(rows, key=_row_order)
+        path = posixpath.join(self.folder, f"part-{index:05d}-of-{n_files:05d}.parquet")
+        _write_bytes(path, parquet_bytes(rows, self.schema))
+        yield path
+
+
+class WriteParquetFiles(beam.PTransform):
+    """Rows → deterministic Parquet files: hash-assigned to files, sorted inside each file."""
+
+    def __init__(self, folder: str, schema: pa.Schema, rows_per_file: int):
+        super().__init__()
+        self.folder, self.schema, self.rows_per_file = folder, schema, rows_per_file
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        per_file = self.rows_per_file
+        n_files = (
+            rows
+            | "Count" >> beam.combiners.Count.Globally()
+            | "Files" >> beam.Map(lambda n: max(1, math.ceil(n / per_file)))
+        )
+        return (
+            rows
+            | "AssignFile" >> beam.Map(lambda r, n: (_file_of(r, n), r), AsSingleton(n_files))
+            | "GroupFile" >> beam.GroupByKey()
+            | "Write" >> beam.ParDo(WriteParquetGroup(self.folder, self.schema), AsSingleton(n_files))
+        )
+
+
+def _file_of(row: dict, n_files: int) -> int:
+    key = f"{row.get('id', '')}\0{row.get('source', '')}\0{row.get('position', 0)}"
+    return pack.bucket_of(key, n_files)
+
+
+# ------------------------------------------------------------------------------------ statistics
+
+
+def _log2_bucket(value: float) -> str:
+    return "0" if value <= 0 else str(2 ** int(math.log2(value)))
+
+
+def kept_statistics(doc: Doc) -> Iterator[tuple[tuple[str, str, str], int]]:
+    """Distribution rows for one kept document: (stage, name, bucket) → count."""
+    yield ("output", "kept", ""), 1
+    if "lang" in doc:
+        yield ("langid", "lang", doc["lang"]), 1
+    if "quality_score" in doc:
+        yield ("quality", "quality_score", f"{min(9, int(doc['quality_score'] * 10)) / 10:.1f}"), 1
+        yield ("quality", "words", _log2_bucket(doc.get("q_word_count", 0))), 1
+    if "dup_cluster_size" in doc:
+        yield ("dedup", "cluster_size", str(doc["dup_cluster_size"])), 1
+    for kind in pii.PII_TYPES:
+        found = doc.get(f"pii_{kind}")
+        if found:
+            yield ("pii", "replaced", kind), found
+            yield ("pii", "docs_with", kind), 1
+    if "n_tokens" in doc:
+        yield ("tokenize", "tokens_per_doc", _log2_bucket(doc["n_tokens"])), 1
+        yield ("tokenize", "tokens", ""), doc["n_tokens"]
+
+
+def rejected_statistics(doc: Doc) -> Iterator[tuple[tuple[str, str, str], int]]:
+    yield (doc["stage"], "rejected", doc["reason"]), 1
+    if "lang" in doc:
+        yield ("langid", "rejected_lang", doc["lang"]), 1
+
+
+def dead_letter_statistics(row: dict) -> Iterator[tuple[tuple[str, str, str], int]]:
+    # The error kind without its specifics (byte offsets, columns) so counts group.
+    yield ("read", "dead_letter", row["error"].split(" at ")[0].split(":")[0]), 1
+
+
+def document_columns(config: BuildConfig) -> list[pa.Field]:
+    fields = [pa.field("id", pa.string()), pa.field("text", pa.string()), pa.field("source", pa.string()),
+              pa.field("position", pa.int64())]
+    if "langid" in config.stages:
+        fields += [pa.field("lang", pa.string()), pa.field("lang_score", pa.float64())]
+    if "quality" in config.stages:
+        fields += [pa.field(name, pa.float64()) for name in quality.QUALITY_SIGNALS]
+        fields += [pa.field("quality_score", pa.float64())]
+    if "dedup" in config.stages:
+        fields += [pa.field("dup_cluster", pa.string()), pa.field("dup_cluster_size", pa.int64())]
+    if "pii" in config.stages:
+        fields += [pa.field(f"pii_{kind}", pa.int64()) for kind in pii.PII_TYPES]
+    if "tokenize" in config.stages:
+        fields += [pa.field("n_tokens", pa.int64())]
+    return fields
+
+
+DEAD_LETTER_SCHEMA = pa.schema([pa.field("source", pa.string()), pa.field("position", pa.int64()),
+                                pa.field("error", pa.string()), pa.field("raw", pa.binary())])
+
+
+def docs_schema(config: BuildConfig) -> pa.Schema:
+    return pa.schema(document_columns(config))
+
+
+def rejected_schema(config: BuildConfig) -> pa.Schema:
+    return pa.schema(document_columns(config) + [pa.field("stage", pa.string()), pa.field("reason", pa.string())])

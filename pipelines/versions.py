@@ -1,0 +1,98 @@
+"""``python -m pipelines.versions``: list dataset versions, show one, trace its lineage, verify it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pipelines import shards
+from pipelines.build import workspace_home
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data).resolve() if args.data else workspace_home(args.home) / "data"
+
+
+def _describe(manifest: dict) -> str:
+    c = manifest["counts"]
+    tokens = sum(s["tokens"] for s in manifest.get("shards", []))
+    return (f"{manifest['version']}  {manifest['created_at']}  in {c['input']}  kept {c['kept']}  "
+            f"rejected {c['rejected']}  dead-letter {c['dead_letter']}  shards {len(manifest.get('shards', []))}  "
+            f"tokens {tokens}  parent {manifest.get('parent') or '-'}")
+
+
+def lineage(data_dir: Path, version: str) -> list[dict]:
+    """The version and its ancestors, newest first, as far as they are still on disk."""
+    chain, seen = [], set()
+    name: str | None = version
+    while name and name not in seen:
+        seen.add(name)
+        try:
+            manifest = shards.read_manifest(data_dir / shards.VERSIONS / name)
+        except FileNotFoundError:
+            chain.append({"version": name, "missing": True})
+            break
+        chain.append(manifest)
+        name = manifest.get("parent")
+    return chain
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.versions", description=__doc__)
+    parser.add_argument("--home", help="workspace root (env TOKENMILL_HOME, default: current directory)")
+    parser.add_argument("--data", help="dataset directory (default: <home>/data)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="every published version, oldest first")
+    for name, text in (("show", "one version's manifest summary"), ("lineage", "a version and its parents"),
+                       ("verify", "check every shard's sha256, rows and tokens")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("version", nargs="?", help="default: LATEST")
+        cmd.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    data_dir = _data_dir(args)
+
+    if args.command == "list":
+        latest = shards.latest_version(data_dir)
+        versions = shards.list_versions(data_dir)
+        if not versions:
+            print(f"no dataset versions in {data_dir}")
+        for manifest in versions:
+            print(("* " if manifest["version"] == latest else "  ") + _describe(manifest))
+        return 0
+
+    version = args.version or shards.latest_version(data_dir)
+    if version is None:
+        print(f"no LATEST in {data_dir}: build a dataset first", file=sys.stderr)
+        return 2
+    try:
+        version_dir = shards.resolve_version(data_dir, version)
+    except FileNotFoundError as err:
+        print(err, file=sys.stderr)
+        return 2
+    if args.command == "show":
+        from pipelines.build import BuildResult, summary
+
+        manifest = shards.read_manifest(version_dir)
+        print(json.dumps(manifest, indent=2) if args.json else
+              summary(BuildResult(version, version_dir, manifest, reused=False)).replace("published ", "", 1))
+    elif args.command == "lineage":
+        chain = lineage(data_dir, version)
+        if args.json:
+            print(json.dumps([{k: m.get(k) for k in ("version", "parent", "created_at", "code_version",
+                                                     "inputs", "counts", "missing")} for m in chain], indent=2))
+        for depth, manifest in enumerate(chain):
+            text = f"{manifest['version']} (no longer on disk)" if manifest.get("missing") else _describe(manifest)
+            print("  " * depth + ("└─ " if depth else "") + text)
+    else:
+        problems = shards.verify_version(version_dir)
+        for problem in problems:
+            print(problem)
+        print(f"{version}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+        return 1 if problems else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
