@@ -61,6 +61,6 @@ def tokenizer_sha256(payload: str) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def sample_key(doc_id: str) -> bytes:
-    """Sampling order for tokenizer training: stable, and independent of input order."""
-    return hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest()
+def sample_key(doc_id: str, seed: int = 0) -> bytes:
+    """Sampling order for tokenizer training: stable, independent of input order, varied by ``seed``."""
+    return hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8, salt=seed.to_bytes(8, "big", signed=True)).digest()

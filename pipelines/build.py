@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import socket
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
-import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsSingleton
@@ -108,7 +108,7 @@ def construct(pipeline: beam.Pipeline, config: BuildConfig, inputs: list[str], s
         rejected.append(dropped)
 
     if "tokenize" in config.stages:
-        payload = T.tokenizer_json(docs, config.tokenizer, pipeline)
+        payload = T.tokenizer_json(docs, config.tokenizer, pipeline, config.seed)
         _ = payload | "WriteTokenizer" >> beam.ParDo(T.WriteText(f"{staging}/tokenizer.json"))
         encoded = (
             docs
@@ -328,6 +328,9 @@ def build(config: BuildConfig, inputs: list[str], data_dir: Path, beam_args: lis
     for folder in ("docs", "rejected", "dead_letter", "shards"):
         (staging / folder).mkdir(parents=True)
     (staging / "owner.json").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    if not any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
+        # Worker processes log every bundle at INFO; a build's own summary is what users read.
+        beam_args = [*beam_args, "--default_sdk_harness_log_level=WARNING"]
     pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
     construct(pipeline, config, inputs, str(staging))
     state = pipeline.run().wait_until_finish()
@@ -362,7 +365,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--seq-len", type=int)
     parser.add_argument("--vocab-size", type=int)
     parser.add_argument("--tokenizer", help="reuse this tokenizer.json instead of training one")
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--seed", type=int, help="salts the tokenizer training sample")
     parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
     return parser.parse_known_args(argv)
 
@@ -406,6 +409,8 @@ def summary(result: BuildResult) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args, beam_args = parse_args(argv)
+    # Multi-processing workers relay harmless start-up warnings through this logger.
+    logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
     try:
         config = config_from_args(args)
     except ValueError as err:

@@ -105,9 +105,7 @@ class QualityStage(DocStage):
             self.classifier.load()
 
     def apply(self, doc: Doc) -> str | None:
-        signals = quality.quality_signals(doc["text"], doc.get("lang"))
-        if self.classifier is not None:
-            signals["q_classifier_hq"] = self.classifier.predict_hq(doc["text"])
+        signals = quality.quality_signals(doc["text"], doc.get("lang"), self.classifier)
         doc.update(signals)
         doc["quality_score"] = quality.quality_score(signals)
         return quality.quality_reason(signals, doc.get("lang"), self.config)
@@ -323,7 +321,7 @@ def _train_tokenizer(sample: list[tuple[bytes, str]], config: bpe.TokenizerConfi
     return bpe.train_bpe(texts, config.vocab_size, config.min_frequency).to_str()
 
 
-def tokenizer_json(kept: beam.PCollection, config: bpe.TokenizerConfig, pipeline: beam.Pipeline):
+def tokenizer_json(kept: beam.PCollection, config: bpe.TokenizerConfig, pipeline: beam.Pipeline, seed: int):
     if config.path:
         with FileSystems.open(config.path) as handle:
             payload = handle.read().decode("utf-8")
@@ -332,7 +330,7 @@ def tokenizer_json(kept: beam.PCollection, config: bpe.TokenizerConfig, pipeline
     chars = config.sample_chars_per_doc
     return (
         kept
-        | "SampleKey" >> beam.Map(lambda d: (bpe.sample_key(d["id"]), d["text"][:chars]))
+        | "SampleKey" >> beam.Map(lambda d: (bpe.sample_key(d["id"], seed), d["text"][:chars]))
         | "Sample" >> beam.combiners.Top.Smallest(config.sample_docs)
         | "TrainBPE" >> beam.Map(_train_tokenizer, config)
     )

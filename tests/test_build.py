@@ -1,0 +1,195 @@
+"""End-to-end builds through Beam: the dataset-version contract, accounting, determinism, crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+import metrics
+from pipelines import shards
+from pipelines.versions import main as versions_main
+
+from .conftest import IN_PROCESS, MULTI_PROCESS, SMALL, run_build, write_fixture
+
+pytestmark = pytest.mark.slow
+
+
+def _version(home: Path) -> Path:
+    return shards.resolve_version(home / "data")
+
+
+def test_manifest_contract(built: Path) -> None:
+    version_dir = _version(built)
+    manifest = shards.read_manifest(version_dir)
+    for key in ("version", "parent", "created_at", "config", "code_version", "inputs", "counts", "stages",
+                "tokenizer", "shards", "dedup"):
+        assert key in manifest, key
+    counts = manifest["counts"]
+    assert counts["input"] == counts["kept"] + counts["rejected"] + counts["dead_letter"]
+    assert counts["kept"] > 0 and counts["rejected"] > 0
+    assert manifest["version"] == version_dir.name
+    assert (built / "data" / "LATEST").read_text().strip() == version_dir.name
+    assert manifest["inputs"][0]["sha256"] and manifest["inputs"][0]["path"].endswith("fixture.jsonl")
+    assert {"sha256", "vocab_size"} <= set(manifest["tokenizer"])
+    assert manifest["dedup"]["num_perm"] >= manifest["dedup"]["bands"] * manifest["dedup"]["rows"]
+    assert shards.verify_version(version_dir) == []
+
+
+def test_every_document_accounted_for(built: Path, fixture_corpus: Path) -> None:
+    version_dir = _version(built)
+    manifest = shards.read_manifest(version_dir)
+    docs = pq.read_table(version_dir / "docs")
+    rejected = pq.read_table(version_dir / "rejected")
+    dead = pq.read_table(version_dir / "dead_letter")
+    lines = [ln for ln in fixture_corpus.read_bytes().split(b"\n") if ln.strip()]
+    assert docs.num_rows + rejected.num_rows + dead.num_rows == len(lines) == manifest["counts"]["input"]
+    assert None not in rejected.column("reason").to_pylist()
+    reasons = set(rejected.column("reason").to_pylist())
+    assert {"nul_bytes", "empty", "exact_duplicate"} <= reasons
+    errors = " | ".join(dead.column("error").to_pylist())
+    for expected in ("broken JSON", "invalid UTF-8", "is int", "is list", "missing text field",
+                     "expected a JSON object"):
+        assert expected in errors
+    assert all(p > 0 for p in dead.column("position").to_pylist())
+    per_stage = manifest["stages"]
+    assert per_stage["input"]["in"] == docs.num_rows + rejected.num_rows
+    assert per_stage["pack"]["kept"] == docs.num_rows
+
+
+def test_docs_columns_and_annotations(built: Path) -> None:
+    docs = pq.read_table(_version(built) / "docs")
+    for column in ("id", "text", "lang", "lang_score", "quality_score", "dup_cluster", "dup_cluster_size",
+                   "pii_email", "n_tokens"):
+        assert column in docs.column_names
+    assert len(set(docs.column("id").to_pylist())) == docs.num_rows
+    assert len(set(docs.column("lang").to_pylist())) >= 5
+    assert not any("@example" in t for t in docs.column("text").to_pylist() if t)
+
+
+def test_shards_hold_exactly_the_kept_tokens(built: Path) -> None:
+    version_dir = _version(built)
+    manifest = shards.read_manifest(version_dir)
+    docs = pq.read_table(version_dir / "docs")
+    kept_ids = set(docs.column("id").to_pylist())
+    seen_ids, tokens = set(), 0
+    for path in shards.shard_paths(version_dir):
+        reader = shards.ShardReader(path)
+        assert reader.input_ids.shape[1] == manifest["seq_len"]
+        for row in reader:
+            seen_ids.update(row.doc_ids)
+            tokens += row.n_tokens
+    assert seen_ids == kept_ids
+    # every document contributes its tokens plus one EOS
+    assert tokens == sum(docs.column("n_tokens").to_pylist()) + docs.num_rows
+
+
+def test_metrics_store_has_the_build(built: Path) -> None:
+    version = _version(built).name
+    con = metrics.connect(built)
+    stages = {r[0] for r in con.execute("SELECT DISTINCT stage FROM pipeline_counts WHERE version = ?",
+                                        [version]).fetchall()}
+    assert {"input", "langid", "quality", "dedup", "pii", "tokenize", "pack"} <= stages
+    langs = con.execute("SELECT count(*) FROM pipeline_distributions WHERE version = ? AND name = 'lang'",
+                        [version]).fetchone()[0]
+    assert langs >= 5
+
+
+def test_deterministic_across_runners(tmp_path: Path, fixture_corpus: Path, built: Path) -> None:
+    """Same input and config → byte-identical version, in-process or with 2 worker processes."""
+    assert run_build(tmp_path, "--input", str(fixture_corpus), *MULTI_PROCESS, *SMALL) == 0
+    first, second = _version(built), _version(tmp_path)
+    assert first.name == second.name  # the name digests every published file
+    for a, b in zip(shards.shard_paths(first), shards.shard_paths(second), strict=True):
+        assert a.read_bytes() == b.read_bytes()
+
+
+def test_rebuild_reuses_identical_version(tmp_path: Path, fixture_corpus: Path) -> None:
+    args = ["--input", str(fixture_corpus), *IN_PROCESS, *SMALL, "--stages", "langid,dedup"]
+    assert run_build(tmp_path, *args) == 0
+    assert run_build(tmp_path, *args) == 0
+    assert len(shards.list_versions(tmp_path / "data")) == 1
+    assert run_build(tmp_path, *args, "--set", "langid.threshold=0.9") == 0
+    versions = shards.list_versions(tmp_path / "data")
+    assert len(versions) == 2 and versions[1]["parent"] == versions[0]["version"]
+    assert versions[1]["stages"]["langid"]["kept"] < versions[0]["stages"]["langid"]["kept"]
+
+
+def test_subset_of_stages_has_no_shards(tmp_path: Path, fixture_corpus: Path) -> None:
+    assert run_build(tmp_path, "--input", str(fixture_corpus), *IN_PROCESS, "--stages", "pii") == 0
+    version_dir = _version(tmp_path)
+    manifest = shards.read_manifest(version_dir)
+    assert manifest["shards"] == [] and manifest["tokenizer"] is None
+    assert not (version_dir / "shards").exists()
+    assert "lang" not in pq.read_table(version_dir / "docs").column_names
+
+
+def test_huge_and_odd_documents_never_crash(tmp_path: Path) -> None:
+    path = tmp_path / "odd.jsonl"
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(json.dumps({"id": "huge", "text": "word " * 300_000}) + "\n")
+        out.write(json.dumps({"text": "Emoji 😀 and RTL שלום and combining e\u0301 " * 40}) + "\n")
+        out.write(json.dumps({"id": 7, "text": "An integer id is accepted and stored as a string. " * 20}) + "\n")
+        out.write(json.dumps({"id": True, "text": "bool ids are refused"}) + "\n")
+        out.write('{"id": "x", "text": "\\ud800 lone surrogate"}\n')
+    assert run_build(tmp_path, "--input", str(path), *IN_PROCESS, *SMALL,
+                     "--set", "input.max_doc_chars=1000000") == 0
+    manifest = shards.read_manifest(_version(tmp_path))
+    assert manifest["counts"] == {"input": 5, "kept": manifest["counts"]["kept"],
+                                  "rejected": manifest["counts"]["rejected"], "dead_letter": 2}
+    rejected = pq.read_table(_version(tmp_path) / "rejected")
+    assert "too_long" in rejected.column("reason").to_pylist()
+
+
+def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_build(tmp_path, "--input", str(tmp_path / "nope-*.jsonl"), *IN_PROCESS) == 2
+    assert "no input files match" in capsys.readouterr().err
+    assert run_build(tmp_path, "--stages", "langid,bogus", *IN_PROCESS) == 2
+    assert "unknown stage" in capsys.readouterr().err
+    assert run_build(tmp_path, "--set", "quality.no_such_threshold=1", *IN_PROCESS) == 2
+    assert "no_such_threshold" in capsys.readouterr().err
+    (tmp_path / "data.csv").write_text("a,b\n")
+    assert run_build(tmp_path, "--input", str(tmp_path / "data.csv"), *IN_PROCESS) == 2
+
+
+def test_versions_cli(built: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    version = _version(built).name
+    assert versions_main(["--home", str(built), "list"]) == 0
+    assert version in capsys.readouterr().out
+    assert versions_main(["--home", str(built), "verify"]) == 0
+    assert "OK" in capsys.readouterr().out
+    assert versions_main(["--home", str(built), "show", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["version"] == version
+    assert versions_main(["--home", str(built), "lineage", version]) == 0
+    assert versions_main(["--home", str(built), "show", "vdoesnotexist"]) == 2
+
+
+def test_killed_build_leaves_nothing_visible(tmp_path: Path) -> None:
+    corpus = write_fixture(tmp_path, every=1)
+    home = tmp_path / "home"
+    command = [sys.executable, "-m", "pipelines.build", "--home", str(home), "--input", str(corpus),
+               *MULTI_PROCESS, *SMALL]
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    staging = home / "data" / ".staging"
+    deadline = time.time() + 120
+    while not (staging.is_dir() and any(staging.iterdir())) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)  # well inside the pipeline: it takes far longer than this to finish
+    assert process.poll() is None, "the build finished before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert shards.latest_version(home / "data") is None
+    assert shards.list_versions(home / "data") == []
+    assert not (home / "data" / "versions").exists() or not any((home / "data" / "versions").iterdir())
+    # Rerunning works and clears the dead build's staging directory.
+    assert run_build(home, "--input", str(corpus), *IN_PROCESS, *SMALL, "--stages", "langid") == 0
+    assert len(shards.list_versions(home / "data")) == 1
+    assert not any(staging.iterdir())
