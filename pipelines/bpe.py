@@ -44,6 +44,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2):
         show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
+    tokenizer.encode_special_tokens = True
     return tokenizer
 
 
@@ -54,6 +55,9 @@ def tokenizer_from_json(payload: str):
     missing = [t for t in SPECIAL_TOKENS if tokenizer.token_to_id(t) is None]
     if missing:
         raise ValueError(f"tokenizer lacks special token(s) {missing}")
+    # A document that merely contains the text "<|endoftext|>" must not gain a document boundary.
+    # The flag is not stored in tokenizer.json, so it is set on every load.
+    tokenizer.encode_special_tokens = True
     return tokenizer
 
 

@@ -33,7 +33,7 @@ import metrics
 from pipelines import shards
 from pipelines import transforms as T
 from pipelines.config import STAGES, BuildConfig, load_config, to_dict
-from pipelines.dedup import DATASKETCH_SCHEME, s_curve
+from pipelines.dedup import DATASKETCH_SCHEME, SHINGLE_HASH, s_curve
 
 STAGING = ".staging"
 STALE_STAGING_SECONDS = 7 * 24 * 3600
@@ -253,6 +253,7 @@ def publish(staging: Path, data_dir: Path, config: BuildConfig, parent: str | No
         "dedup": {
             "library": "datasketch 2.0.0",
             "scheme": DATASKETCH_SCHEME,
+            "shingle_hash": SHINGLE_HASH,
             "num_perm": dedup_cfg.num_perm, "bands": dedup_cfg.bands, "rows": dedup_cfg.rows,
             "threshold": dedup_cfg.threshold, "ngram": dedup_cfg.ngram, "seed": dedup_cfg.seed,
             "s_curve": {f"{s:.1f}": round(s_curve(s, dedup_cfg.bands, dedup_cfg.rows), 4)

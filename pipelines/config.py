@@ -55,6 +55,9 @@ class BuildConfig:
         object.__setattr__(self, "stages", tuple(s for s in STAGES if s in self.stages))
 
 
+_BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
 def _convert(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
@@ -72,16 +75,30 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
         (item,) = typing.get_args(hint)[:1]
         return tuple(_convert(v, item, where) for v in value)
     if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _BOOLS:
+            return _BOOLS[value.lower()]
+        raise ValueError(f"{where}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            return int(value)
+        raise ValueError(f"{where}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
         if isinstance(value, str):
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(f"{where}: expected true/false, got {value!r}")
-            return value.lower() in ("true", "1", "yes")
-        return bool(value)
-    if hint in (int, float, str):
-        try:
-            return hint(value)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{where}: expected {hint.__name__}, got {value!r}") from err
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ValueError(f"{where}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"{where}: expected a string, got {value!r}")
     return value
 
 

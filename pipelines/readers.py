@@ -111,10 +111,45 @@ def _decompress(stream: IO[bytes], path: str) -> IO[bytes]:
     if lower.endswith(".gz"):
         return gzip.GzipFile(fileobj=stream)  # type: ignore[return-value]
     if lower.endswith((".zst", ".zstd")):
+        return io.BufferedReader(_ZstdReader(stream), buffer_size=1 << 20)
+    return stream
+
+
+class _ZstdReader(io.RawIOBase):
+    """Decompresses concatenated zstd frames and raises EOFError on a truncated one, so a cut-off file
+    ends in a dead letter instead of silently losing the records after the cut."""
+
+    def __init__(self, raw: IO[bytes]):
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(stream)
-    return stream
+        self._raw = raw
+        self._new = zstandard.ZstdDecompressor().decompressobj
+        self._decompressor = self._new()
+        self._pending = b""
+        self._mid_frame = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = self._raw.read(1 << 20)
+            if not chunk:
+                if self._mid_frame:
+                    raise EOFError("zstd stream ends in the middle of a frame")
+                return 0
+            while chunk:
+                self._mid_frame = True
+                self._pending += self._decompressor.decompress(chunk)
+                chunk = b""
+                if self._decompressor.eof:
+                    chunk = self._decompressor.unused_data
+                    self._decompressor = self._new()
+                    self._mid_frame = False
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
 
 
 def read_file(
@@ -262,7 +297,7 @@ def _read_wet(stream: IO[bytes], path: str, config: InputConfig) -> Iterator[Rec
             yield DeadLetter(path, position, "WARC record without a valid Content-Length", line)
             continue
         if length > config.max_record_bytes:
-            body_excerpt = stream.read(RAW_EXCERPT_BYTES)
+            body_excerpt = stream.read(min(length, RAW_EXCERPT_BYTES))
             _skip(stream, length - len(body_excerpt))
             position += 1
             yield DeadLetter(path, position, f"record longer than {config.max_record_bytes} bytes", body_excerpt)

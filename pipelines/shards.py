@@ -134,6 +134,8 @@ class ShardReader:
 
 
 def _token_matrix(column: pa.ChunkedArray, seq_len: int) -> np.ndarray:
+    if column.num_chunks == 0:
+        return np.zeros((0, seq_len), dtype=np.uint32)
     if column.num_chunks == 1:
         values = column.chunk(0).flatten().to_numpy(zero_copy_only=True)
     else:

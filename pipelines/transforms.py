@@ -158,12 +158,13 @@ class DedupKeys(beam.DoFn):
 
     def process(self, doc: Doc) -> Iterator[Any]:
         doc_id = doc["id"]
-        exact = dedup.exact_key(doc["text"])
+        normalized = dedup.normalize(doc["text"])
+        exact = dedup.normalized_key(normalized)
         yield TaggedOutput("member", (doc_id, (float(doc.get("quality_score") or 0.0), exact)))
         if self.config.exact:
             yield TaggedOutput("bucket", (b"x" + exact.encode(), doc_id))
         if self.config.near:
-            signature = self.signer.signature(doc["text"])
+            signature = self.signer.signature_of_normalized(normalized)
             yield (doc_id, signature)
             for key in dedup.band_keys(signature, self.config.bands, self.config.rows):
                 yield TaggedOutput("bucket", (b"b" + key, doc_id))

@@ -1,0 +1,349 @@
+"""Exact keys, MinHash signatures, LSH bands and the connected-components steps in pipelines.dedup."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipelines import dedup
+from pipelines.dedup import DedupConfig, Signer
+
+WORDS = (
+    "river mountain apple window garden silver yellow quickly student market winter bridge "
+    "candle forest ocean letter planet orange pencil rocket summer thunder valley whisper "
+    "anchor basket castle desert engine feather glacier harbor island jungle kettle lantern "
+    "meadow needle oyster parrot quartz saddle tunnel velvet walnut zephyr copper dragon"
+).split()
+
+
+def _text(seed: int, n_words: int = 300) -> str:
+    rng = random.Random(seed)
+    return " ".join(rng.choice(WORDS) for _ in range(n_words))
+
+
+def _lightly_edited(text: str, seed: int, edits: int = 3) -> str:
+    rng = random.Random(seed)
+    words = text.split(" ")
+    for _ in range(edits):
+        i = rng.randrange(len(words))
+        words[i] = "EDITED" + str(i)
+    return " ".join(words)
+
+
+# ---------------------------------------------------------------------------- normalize, exact key
+
+
+def test_normalize() -> None:
+    assert dedup.normalize("  Hello,   World!\n\tAgain. ") == "hello world again"
+    assert dedup.normalize("") == ""
+    assert dedup.normalize("!!!") == ""
+    # NFKC folds compatibility forms (full-width letters, ligatures).
+    assert dedup.normalize("ＡＢＣ ﬁne") == "abc fine"
+
+
+def test_exact_key_insensitive_to_case_punctuation_whitespace() -> None:
+    base = "The quick brown fox jumps over the lazy dog."
+    variants = [
+        "the quick brown fox jumps over the lazy dog",
+        "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG!!!",
+        "  The   quick\nbrown\tfox, jumps over -- the lazy dog...  ",
+        "The quick brown fox jumps over the lazy dog",
+    ]
+    key = dedup.exact_key(base)
+    assert all(dedup.exact_key(v) == key for v in variants)
+
+
+def test_exact_key_composed_and_decomposed_accents_match() -> None:
+    assert dedup.exact_key("Café au lait") == dedup.exact_key("Cafe\u0301 au lait")
+
+
+def test_exact_key_differs_for_different_text() -> None:
+    keys = {
+        dedup.exact_key(t)
+        for t in ["the quick brown fox", "the quick brown cat", "quick the brown fox", "the quick brownfox"]
+    }
+    assert len(keys) == 4
+    assert len(dedup.exact_key("anything")) == 32  # 16-byte hex digest
+
+
+# -------------------------------------------------------------------------------------- shingles
+
+
+def test_word_shingles() -> None:
+    grams = dedup.shingles("a b c d e f", 5)
+    assert grams == {b"a b c d e", b"b c d e f"}
+
+
+def test_short_text_gives_one_shingle() -> None:
+    assert dedup.shingles("hello world", 5) == {b"hello world"}
+
+
+def test_empty_text_gives_no_shingles() -> None:
+    assert dedup.shingles("", 5) == set()
+
+
+def test_cjk_uses_character_shingles() -> None:
+    text = dedup.normalize("今日はとても良い天気なので、公園へ散歩に行きましょう。")
+    grams = dedup.shingles(text, 5)
+    chars = text.replace(" ", "")
+    assert all(len(g.decode("utf-8")) == 5 for g in grams)
+    assert grams == {chars[i : i + 5].encode("utf-8") for i in range(len(chars) - 4)}
+    assert len(grams) > 10
+
+
+def test_spaced_text_uses_word_shingles() -> None:
+    text = dedup.normalize(_text(1, 40))
+    grams = dedup.shingles(text, 5)
+    assert all(len(g.decode("utf-8").split(" ")) == 5 for g in grams)
+
+
+# ------------------------------------------------------------------------------------- signatures
+
+
+@pytest.fixture(scope="module")
+def signer() -> Signer:
+    return Signer(DedupConfig())
+
+
+def test_signature_deterministic(signer: Signer) -> None:
+    text = _text(7)
+    a = signer.signature(text)
+    b = signer.signature(text)
+    c = Signer(DedupConfig()).signature(text)
+    assert a.shape == (120,)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+
+
+def test_signature_depends_on_seed() -> None:
+    text = _text(7)
+    a = Signer(DedupConfig(seed=1)).signature(text)
+    b = Signer(DedupConfig(seed=2)).signature(text)
+    assert not np.array_equal(a, b)
+
+
+def test_signature_ignores_formatting(signer: Signer) -> None:
+    text = _text(3)
+    shouted = text.upper().replace(" ", "  ,  ")
+    np.testing.assert_array_equal(signer.signature(text), signer.signature(shouted))
+
+
+def test_near_duplicate_high_jaccard(signer: Signer) -> None:
+    text = _text(11)
+    edited = _lightly_edited(text, seed=5)
+    assert edited != text
+    similarity = dedup.estimated_jaccard(signer.signature(text), signer.signature(edited))
+    assert similarity >= 0.75
+
+
+def test_unrelated_low_jaccard(signer: Signer) -> None:
+    a = _text(11)
+    b = _text(12)
+    similarity = dedup.estimated_jaccard(signer.signature(a), signer.signature(b))
+    assert similarity <= 0.1
+
+
+def test_estimated_jaccard_bounds() -> None:
+    a = np.arange(10, dtype=np.uint64)
+    b = a.copy()
+    assert dedup.estimated_jaccard(a, b) == 1.0
+    b[:3] += 100
+    assert dedup.estimated_jaccard(a, b) == pytest.approx(0.7)
+    assert dedup.estimated_jaccard(a, a + 1) == 0.0
+
+
+def test_band_keys(signer: Signer) -> None:
+    config = DedupConfig()
+    sig = signer.signature(_text(2))
+    keys = dedup.band_keys(sig, config.bands, config.rows)
+    assert len(keys) == config.bands
+    assert len(set(keys)) == config.bands
+    assert [k[0] for k in keys] == list(range(config.bands))  # band index prefix
+    assert keys == dedup.band_keys(sig.copy(), config.bands, config.rows)
+
+
+def test_band_keys_share_only_equal_bands() -> None:
+    a = np.arange(120, dtype=np.uint64)
+    b = a.copy()
+    b[7] += 1  # inside band 1 (rows 6..11)
+    ka = dedup.band_keys(a, 20, 6)
+    kb = dedup.band_keys(b, 20, 6)
+    equal = [i for i in range(20) if ka[i] == kb[i]]
+    assert equal == [i for i in range(20) if i != 1]
+
+
+def test_band_keys_same_rows_in_different_bands_differ() -> None:
+    sig = np.zeros(12, dtype=np.uint64)  # both bands hold identical values
+    k0, k1 = dedup.band_keys(sig, 2, 6)
+    assert k0 != k1
+    assert k0[1:] == k1[1:]
+
+
+# ---------------------------------------------------------------------------------------- s-curve
+
+
+def test_s_curve_values() -> None:
+    assert dedup.s_curve(0.8, 20, 6) == pytest.approx(0.9977, abs=1e-4)
+    assert dedup.s_curve(0.7, 20, 6) == pytest.approx(0.918, abs=1e-3)
+    assert dedup.s_curve(0.5, 20, 6) == pytest.approx(0.270, abs=1e-3)
+    assert dedup.s_curve(0.3, 20, 6) == pytest.approx(0.0145, abs=1e-3)
+    assert dedup.s_curve(0.0, 20, 6) == 0.0
+    assert dedup.s_curve(1.0, 20, 6) == 1.0
+
+
+def test_s_curve_monotonic() -> None:
+    values = [dedup.s_curve(s / 100, 20, 6) for s in range(101)]
+    assert values == sorted(values)
+
+
+# ----------------------------------------------------------------------------------- star edges
+
+
+def test_star_edges() -> None:
+    assert list(dedup.star_edges(["c", "a", "b", "a"])) == [("a", "b"), ("a", "c")]
+    assert list(dedup.star_edges(["x"])) == []
+    assert list(dedup.star_edges([])) == []
+
+
+def test_choose_keeper() -> None:
+    assert dedup.choose_keeper([(0.5, "b"), (0.9, "c"), (0.1, "a")]) == "c"
+    assert dedup.choose_keeper([(0.9, "c"), (0.9, "b"), (0.1, "a")]) == "b"
+    assert dedup.choose_keeper([(0.0, "z")]) == "z"
+    # Order of members does not matter.
+    members = [(0.9, "c"), (0.9, "b"), (0.9, "d"), (0.3, "a")]
+    assert dedup.choose_keeper(members) == dedup.choose_keeper(list(reversed(members))) == "b"
+
+
+def test_dedup_config_validation() -> None:
+    DedupConfig(num_perm=120, bands=20, rows=6)
+    DedupConfig(threshold=1.0)
+    with pytest.raises(ValueError):
+        DedupConfig(num_perm=100, bands=20, rows=6)
+    with pytest.raises(ValueError):
+        DedupConfig(threshold=0.0)
+    with pytest.raises(ValueError):
+        DedupConfig(threshold=1.5)
+    with pytest.raises(ValueError):
+        DedupConfig(threshold=-0.1)
+
+
+# --------------------------------------------------------------------------- connected components
+
+
+def _large_star_round(edges: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    neighbours: dict[str, list[str]] = {}
+    for a, b in edges:
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    out: set[tuple[str, str]] = set()
+    for node, nbrs in neighbours.items():
+        out.update(dedup.large_star(node, nbrs))
+    return out
+
+
+def _small_star_round(edges: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    smaller: dict[str, list[str]] = {}
+    for a, b in edges:
+        hi, lo = (a, b) if a > b else (b, a)
+        smaller.setdefault(hi, []).append(lo)
+    out: set[tuple[str, str]] = set()
+    for node, nbrs in smaller.items():
+        out.update(dedup.small_star(node, nbrs))
+    return out
+
+
+def _components(edges: set[tuple[str, str]]) -> dict[str, str]:
+    """node -> smallest node of its component, by union-find."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in edges:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            lo, hi = sorted((ra, rb))
+            parent[hi] = lo
+    return {node: find(node) for node in list(parent)}
+
+
+def _run_until_star_forest(edges: set[tuple[str, str]], max_rounds: int) -> tuple[int, set[tuple[str, str]]]:
+    """Rounds of large-star then small-star until a round changes nothing; (rounds used, edges)."""
+    for used in range(max_rounds + 1):
+        after = _small_star_round(_large_star_round(edges))
+        if after == edges:
+            return used, edges
+        edges = after
+    return max_rounds + 1, edges
+
+
+def _assert_star_forest_labels(start: set[tuple[str, str]], final: set[tuple[str, str]]) -> None:
+    expected = _components(start)
+    labels: dict[str, str] = {}
+    for a, b in final:
+        leaf, root = (a, b) if a > b else (b, a)
+        assert leaf not in labels, f"{leaf} has two parents"
+        labels[leaf] = root
+    roots = set(labels.values())
+    assert not roots & set(labels), "a root is also a leaf: not a star forest"
+    assert labels == {node: root for node, root in expected.items() if node != root}
+
+
+def test_large_star_and_small_star_units() -> None:
+    assert sorted(dedup.large_star("b", ["a", "c", "d"])) == [("c", "a"), ("d", "a")]
+    assert sorted(dedup.large_star("a", ["b", "c"])) == [("b", "a"), ("c", "a")]
+    assert list(dedup.large_star("d", ["a", "b"])) == []
+    assert sorted(dedup.small_star("d", ["b", "c"])) == [("c", "b"), ("d", "b")]
+    assert list(dedup.small_star("b", ["a"])) == [("b", "a")]
+
+
+def test_components_of_a_path() -> None:
+    names = [f"n{i:02d}" for i in range(10)]
+    random.Random(0).shuffle(names)
+    edges = {(names[i], names[i + 1]) for i in range(9)}
+    used, final = _run_until_star_forest(edges, 6)
+    assert used <= 6
+    _assert_star_forest_labels(edges, final)
+
+
+def test_components_of_an_adversarial_path_converge_eventually() -> None:
+    # A 60-node path labelled so that alternating rounds need 7 rounds, one more than the default
+    # DedupConfig.cc_rounds; the pipeline reports such components as unconverged.
+    order = [11, 55, 35, 5, 0, 32, 20, 47, 34, 41, 37, 59, 33, 31, 51, 36, 25, 15, 53, 44, 29, 18, 48, 58, 9,
+             19, 8, 23, 54, 24, 16, 21, 45, 56, 43, 46, 10, 28, 39, 27, 7, 4, 14, 38, 17, 6, 22, 50, 57, 2,
+             42, 40, 30, 12, 26, 52, 3, 13, 49, 1]
+    names = [f"n{i:02d}" for i in order]
+    edges = {(names[i], names[i + 1]) for i in range(len(names) - 1)}
+    used, final = _run_until_star_forest(edges, 20)
+    assert used <= 20
+    _assert_star_forest_labels(edges, final)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(
+    data=st.data(),
+    n_nodes=st.integers(min_value=2, max_value=60),
+)
+def test_star_rounds_converge_to_component_minimum(data: st.DataObject, n_nodes: int) -> None:
+    labels = data.draw(st.permutations([f"n{i:02d}" for i in range(n_nodes)]))
+    pairs = data.draw(
+        st.lists(
+            st.tuples(st.integers(0, n_nodes - 1), st.integers(0, n_nodes - 1)),
+            min_size=1,
+            max_size=2 * n_nodes,
+        )
+    )
+    edges = {(labels[a], labels[b]) for a, b in pairs if a != b}
+    if not edges:
+        return
+    used, final = _run_until_star_forest(edges, DedupConfig().cc_rounds)
+    assert used <= DedupConfig().cc_rounds
+    _assert_star_forest_labels(edges, final)
