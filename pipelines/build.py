@@ -400,6 +400,12 @@ def summary(result: BuildResult) -> str:
     for stage, n in m["stages"].items():
         reasons = ", ".join(f"{r}={k}" for r, k in n["rejected"].items()) or "-"
         lines.append(f"  {stage:<9} in {n['in']:>7}  kept {n['kept']:>7}  dropped: {reasons}")
+    dist = m.get("distributions", {})
+    if "lang" in dist.get("langid", {}):
+        langs = sorted(dist["langid"]["lang"].items(), key=lambda kv: -kv[1])
+        lines.append(f"  languages kept: {len(langs)}: " + ", ".join(f"{k}={v}" for k, v in langs[:12]))
+    if "replaced" in dist.get("pii", {}):
+        lines.append("  pii replaced: " + ", ".join(f"{k}={v}" for k, v in dist["pii"]["replaced"].items()))
     if m.get("shards"):
         tokens = sum(s["tokens"] for s in m["shards"])
         rows = sum(s["rows"] for s in m["shards"])
