@@ -6,7 +6,7 @@ against both signatures after two keyed joins, and connected components come fro
 large-star / small-star rounds (Kiveris et al., 2014), each one GroupByKey on edges.
 
 Why 20 bands x 6 rows over 120 permutations: P(candidate | Jaccard s) = 1 - (1 - s^6)^20 is 0.92
-at s = 0.7 (our threshold), 0.9977 at s = 0.8, 0.27 at s = 0.5 and 0.015 at s = 0.3. Candidates are
+at s = 0.7 (our threshold), 0.9977 at s = 0.8, 0.27 at s = 0.5 and 0.0145 at s = 0.3. Candidates are
 then verified with the signatures' estimated Jaccard, so the generous low end costs a little work
 but no precision. See :func:`s_curve` and docs/pipeline.md.
 """

@@ -282,7 +282,7 @@ def format_langid(report: LangIdReport) -> str:
     out.append(_table(header, rows))
     out.append(f"\nRecommended threshold (smallest t with accuracy among kept >= {ACCURACY_TARGET:.0%} for "
                f"both single sentences and 5-sentence documents of supported languages): "
-               f"{report.recommended}; pipelines.langid.DEFAULT_THRESHOLD = {langid.DEFAULT_THRESHOLD}")
+               f"{report.recommended}")
     return "\n".join(out)
 
 
@@ -557,7 +557,7 @@ def format_dedup(report: DedupReport) -> str:
     out = [f"Config: {cfg.bands} bands x {cfg.rows} rows of {cfg.num_perm} permutations, word "
            f"{cfg.ngram}-gram shingles, verification threshold {cfg.threshold} (estimated Jaccard).\n"]
 
-    out.append("### Clough–Stevenson: each answer against its Wikipedia source (plain functions)\n")
+    out.append("### Clough–Stevenson: each answer against its Wikipedia source\n")
     rows = []
     rates = detection_rates(report.clough)
     for category in CLOUGH_CATEGORIES:
@@ -573,14 +573,13 @@ def format_dedup(report: DedupReport) -> str:
     out.append("\nJ = true Jaccard of the word 5-gram shingle sets (after normalisation); containment = share "
                "of the answer's shingles found in the source. Detected = LSH candidate and estimated "
                "Jaccard >= t.\n")
-    out.append("Per answer (sorted by true Jaccard): category, J, estimate, candidate\n")
+    out.append("Answers with J >= 0.25 or an LSH candidate, by true Jaccard:\n")
     rows = []
     for p in sorted(report.clough, key=lambda p: -p.jaccard):
         if p.jaccard >= 0.25 or p.candidate:
             rows.append([p.file, p.category, f"{p.jaccard:.2f}", f"{p.containment:.2f}", f"{p.estimate:.2f}",
                          "yes" if p.candidate else "no"])
-    out.append(_table(["file", "category", "J", "containment", "estimated J", "candidate"], rows))
-    out.append("\n(answers with J < 0.25 and no LSH candidate left out)\n")
+    out.append(_table(["file", "category", "J", "containment", "estimated J", "candidate"], rows) + "\n")
 
     out.append("All 100 files against each other (plain functions): predicted near-duplicate pairs, and how "
                "many of them join files of different tasks (certain false positives)\n")

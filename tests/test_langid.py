@@ -100,7 +100,7 @@ def test_langid_reason_allowed() -> None:
 
 
 def test_default_threshold() -> None:
-    assert LangIdConfig().threshold == DEFAULT_THRESHOLD == 0.5
+    assert LangIdConfig().threshold == DEFAULT_THRESHOLD == 0.6
 
 
 def test_label_to_code() -> None:
