@@ -104,7 +104,10 @@ def _hr_form(rng: random.Random) -> tuple[str, str, list[str]]:
         f"Notes: laptop asset tag {fk.uuid4(rng)} handed over at {fk.clock_time(rng)}.",
         "Please keep this form in the locked cabinet and do not send it by e-mail.",
     ])
-    return text, "en", ["ssn", "phone", "email"]
+    # Forms usually reach a crawl inside a page of prose (a forum post, a leaked mail thread).
+    prose = compose(rng, load_bank("en"), 500, 1200)
+    prose.extra.append(text)
+    return prose.render(), "en", ["ssn", "phone", "email"]
 
 
 def _incident(rng: random.Random) -> tuple[str, str, list[str]]:
@@ -143,7 +146,9 @@ def _secrets(rng: random.Random) -> tuple[str, str, list[str]]:
         lines.append(fk.pem_private_key(rng))
     release, day, short = fk.version(rng), fk.iso_date(rng), fk.git_hash(rng, short=True)
     lines.append(f"Tested with release {release} on {day} (commit {short}).")
-    return "\n".join(lines), "en", ["aws", "github", "slack", "api_key", "jwt"]
+    prose = compose(rng, load_bank("en"), 500, 1200)
+    prose.extra.append("\n".join(lines))
+    return prose.render(), "en", ["aws", "github", "slack", "api_key", "jwt"]
 
 
 BANK_TRANSFER = {
