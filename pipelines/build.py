@@ -34,13 +34,10 @@ from pipelines import shards
 from pipelines import transforms as T
 from pipelines.config import STAGES, BuildConfig, load_config, to_dict
 from pipelines.dedup import DATASKETCH_SCHEME, SHINGLE_HASH, s_curve
+from pipelines.versions import summary
 
 STAGING = ".staging"
 STALE_STAGING_SECONDS = 7 * 24 * 3600
-
-
-def workspace_home(home: str | None) -> Path:
-    return Path(home or os.environ.get("TOKENMILL_HOME") or ".").resolve()
 
 
 def expand_inputs(spec: str) -> list[str]:
@@ -388,32 +385,6 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
     return load_config(args.config, overrides)
 
 
-def summary(result: BuildResult) -> str:
-    m = result.manifest
-    c = m["counts"]
-    lines = [
-        f"{'reused existing' if result.reused else 'published'} dataset version {result.version}",
-        f"  path: {result.path}",
-        f"  documents: {c['input']} in = {c['kept']} kept + {c['rejected']} rejected + "
-        f"{c['dead_letter']} dead-lettered",
-    ]
-    for stage, n in m["stages"].items():
-        reasons = ", ".join(f"{r}={k}" for r, k in n["rejected"].items()) or "-"
-        lines.append(f"  {stage:<9} in {n['in']:>7}  kept {n['kept']:>7}  dropped: {reasons}")
-    dist = m.get("distributions", {})
-    if "lang" in dist.get("langid", {}):
-        langs = sorted(dist["langid"]["lang"].items(), key=lambda kv: -kv[1])
-        lines.append(f"  languages kept: {len(langs)}: " + ", ".join(f"{k}={v}" for k, v in langs[:12]))
-    if "replaced" in dist.get("pii", {}):
-        lines.append("  pii replaced: " + ", ".join(f"{k}={v}" for k, v in dist["pii"]["replaced"].items()))
-    if m.get("shards"):
-        tokens = sum(s["tokens"] for s in m["shards"])
-        rows = sum(s["rows"] for s in m["shards"])
-        lines.append(f"  shards: {len(m['shards'])} files, {rows} rows of {m['seq_len']} tokens, "
-                     f"{tokens} tokens; tokenizer vocab {m['tokenizer']['vocab_size']}")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     args, beam_args = parse_args(argv)
     # Multi-processing workers relay harmless start-up warnings through this logger.
@@ -423,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
-    home = workspace_home(args.home)
+    home = shards.workspace_home(args.home)
     data_dir = Path(args.output).resolve() if args.output else home / "data"
     if args.input:
         try:
@@ -442,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"input error: {err}", file=sys.stderr)
         return 2
     result = build(config, inputs, data_dir, beam_args, home)
-    print(json.dumps(result.manifest, indent=2) if args.json else summary(result))
+    print(json.dumps(result.manifest, indent=2) if args.json else
+          summary(result.manifest, result.path, "reused existing" if result.reused else "published"))
     return 0
 
 

@@ -146,6 +146,11 @@ def _token_matrix(column: pa.ChunkedArray, seq_len: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------- versions
 
 
+def workspace_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """The workspace root: ``--home``, else env TOKENMILL_HOME, else the current directory."""
+    return Path(home or os.environ.get("TOKENMILL_HOME") or ".").resolve()
+
+
 def read_manifest(version_dir: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(version_dir) / MANIFEST
     if not path.is_file():

@@ -8,11 +8,10 @@ import sys
 from pathlib import Path
 
 from pipelines import shards
-from pipelines.build import workspace_home
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    return Path(args.data).resolve() if args.data else workspace_home(args.home) / "data"
+    return Path(args.data).resolve() if args.data else shards.workspace_home(args.home) / "data"
 
 
 def _describe(manifest: dict) -> str:
@@ -21,6 +20,33 @@ def _describe(manifest: dict) -> str:
     return (f"{manifest['version']}  {manifest['created_at']}  in {c['input']}  kept {c['kept']}  "
             f"rejected {c['rejected']}  dead-letter {c['dead_letter']}  shards {len(manifest.get('shards', []))}  "
             f"tokens {tokens}  parent {manifest.get('parent') or '-'}")
+
+
+def summary(m: dict, path: Path, verb: str = "") -> str:
+    """The human-readable account of one version: counts per stage, languages, PII, shards."""
+    c = m["counts"]
+    lines = [
+        " ".join(filter(None, (verb, "dataset version", m["version"]))),
+        f"  path: {path}",
+        f"  documents: {c['input']} in = {c['kept']} kept + {c['rejected']} rejected + "
+        f"{c['dead_letter']} dead-lettered",
+    ]
+    for stage in ("input", *m["config"]["stages"]):
+        n = m["stages"][stage]
+        reasons = ", ".join(f"{r}={k}" for r, k in n["rejected"].items()) or "-"
+        lines.append(f"  {stage:<9} in {n['in']:>7}  kept {n['kept']:>7}  dropped: {reasons}")
+    dist = m.get("distributions", {})
+    if "lang" in dist.get("langid", {}):
+        langs = sorted(dist["langid"]["lang"].items(), key=lambda kv: -kv[1])
+        lines.append(f"  languages kept: {len(langs)}: " + ", ".join(f"{k}={v}" for k, v in langs[:12]))
+    if "replaced" in dist.get("pii", {}):
+        lines.append("  pii replaced: " + ", ".join(f"{k}={v}" for k, v in dist["pii"]["replaced"].items()))
+    if m.get("shards"):
+        tokens = sum(s["tokens"] for s in m["shards"])
+        rows = sum(s["rows"] for s in m["shards"])
+        lines.append(f"  shards: {len(m['shards'])} files, {rows} rows of {m['seq_len']} tokens, "
+                     f"{tokens} tokens; tokenizer vocab {m['tokenizer']['vocab_size']}")
+    return "\n".join(lines)
 
 
 def lineage(data_dir: Path, version: str) -> list[dict]:
@@ -72,11 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         print(err, file=sys.stderr)
         return 2
     if args.command == "show":
-        from pipelines.build import BuildResult, summary
-
         manifest = shards.read_manifest(version_dir)
-        print(json.dumps(manifest, indent=2) if args.json else
-              summary(BuildResult(version, version_dir, manifest, reused=False)).replace("published ", "", 1))
+        print(json.dumps(manifest, indent=2) if args.json else summary(manifest, version_dir))
     elif args.command == "lineage":
         chain = lineage(data_dir, version)
         if args.json:
