@@ -245,9 +245,13 @@ def _has_context(pattern: re.Pattern[str], text: str, start: int) -> bool:
 
 
 # -- credit cards -----------------------------------------------------------
-# Contiguous 12-19 digits, or a 4-digit first group then 3-6 digit groups
-# with one consistent separator (4-4-4-4, 4-6-5 Amex, 4-6-4 Diners, 4-4-4-4-3).
-_CC_RE = re.compile(r"[0-9](?:[0-9]{11,18}|[0-9]{3}([ .-])[0-9]{3,6}(?:\1[0-9]{1,6}){1,3})(?![\w])")
+# Contiguous 12-19 digits, or the layouts cards are printed in, with one
+# consistent separator: 4-4-4-4 (and 4-4-4-1..3, 4-4-4-4-3) or 4-6-4/5
+# (Diners, Amex).  A further group means a longer run of numbers.
+_CC_RE = re.compile(
+    r"[0-9](?:[0-9]{11,18}(?![\w])|[0-9]{3}([ .-])(?:[0-9]{6}\1[0-9]{4,5}"
+    r"|[0-9]{4}\1[0-9]{4}\1[0-9]{1,4}(?:\1[0-9]{3})?)(?![\w]|\1[0-9]))"
+)
 _CARD_CTX_RE = _ctx_re(r"(?:card|cc|maestro|visa|mastercard|amex|debit|credit)s?\b\.?")
 
 
@@ -279,7 +283,7 @@ _CARD_BRANDS: tuple[tuple[str, str, frozenset[int]], ...] = (
 
 
 _CODE_BEFORE = frozenset("([{,=+-*/^%<>")
-_CODE_AFTER = frozenset(")]},*/^%eE")
+_CODE_AFTER = frozenset(")]},*/^%")
 
 
 def _card_brand_ok(digits: str) -> bool:
@@ -305,10 +309,12 @@ def _cc_ok(text: str, start: int, end: int, raw: str) -> bool:
     # timestamps) always need the context.
     if n == 12 or n >= 17:
         return False
-    before = text[max(0, start - 3) : start].rstrip()
-    after = text[end : end + 3].lstrip()
+    before = text[max(0, start - 3) : start].rstrip(" \t")
+    after = text[end : end + 3].lstrip(" \t")
     if before[-1:] in _CODE_BEFORE or before[-2:] in ("e-", "e+", "E-", "E+"):
         return False
+    if text[end : end + 1] in ("e", "E") and text[end + 1 : end + 2] in ("+", "-", *_ASCII_DIGITS):
+        return False  # mantissa of 1234567890123456e-5
     return not (after[:1] in _CODE_AFTER or (after[:1] == "." and after[1:2].isdigit()))
 
 
@@ -331,7 +337,7 @@ def _ssn_ok(text: str, start: int, raw: str) -> bool:
 
 # -- IBAN -------------------------------------------------------------------
 def _try_iban(text: str, start: int, out: list[PiiSpan]) -> None:
-    if start and text[start - 1].isalnum():
+    if start and (text[start - 1].isalnum() or _placeholder_ends_at(text, start)):
         return
     length = _IBAN_LENGTHS.get(text[start : start + 2].upper())
     if length is None:
@@ -391,9 +397,7 @@ _PHONE_END = r"(?![\w]|[.-][0-9])"
 # International: "+" then country code and groups.  Separators are optional
 # so E.164 ("+447700677662") is covered; "(0)" trunk marks are allowed
 # ("+41 (0)38 549 02 90").
-_PHONE_INTL_RE = re.compile(
-    r"\+[1-9][0-9]{0,2}(?:[ .-]?\([0-9]{1,4}\)|[ .-]?[0-9]{1,10}){1,7}" + _EXT + _PHONE_END
-)
+_PHONE_INTL_RE = re.compile(r"\+[1-9][0-9]{0,2}(?:[ .-]?\([0-9]{1,4}\)|[ .-]?[0-9]{1,10}){1,7}" + _EXT + _PHONE_END)
 _PHONE_00_RE = re.compile(
     r"00[1-9][0-9]{0,2}([ .-])\(?[0-9]{1,5}\)?(?:\1[0-9]{1,5}){1,6}(?!\1[0-9])" + _EXT + _PHONE_END
 )
@@ -409,7 +413,7 @@ _PHONE_TRUNK_RE = re.compile(
     r"|\(0[1-9][0-9]{0,3}\) ?[0-9]{2,5}(?:[ .-][0-9]{2,5}){0,3})" + _EXT + _PHONE_END
 )
 # Parenthesised area code without trunk 0: (11) 4706-6184, (22) 154-300.
-_PHONE_PAREN_RE = re.compile(r"\([0-9]{2,4}\) ?[0-9]{3,4}[ .-][0-9]{3,4}" + _EXT + _PHONE_END)
+_PHONE_PAREN_RE = re.compile(r"\([0-9]{2,4}\) ?[0-9]{3,5}[ .-][0-9]{3,4}" + _EXT + _PHONE_END)
 # Any digit group; only accepted next to a phone keyword.
 _PHONE_WEAK_RE = re.compile(r"[0-9][0-9 .-]{4,18}[0-9]" + _EXT + _PHONE_END)
 
@@ -426,18 +430,14 @@ _DATE_RE = re.compile(
 )
 _YEAR_RANGE_RE = re.compile(r"(?:1[5-9]|20)[0-9]{2} ?- ?(?:1[5-9]|20)?[0-9]{2}")
 _GROUP_SPLIT_RE = re.compile(r"[ .-]+")
+_NON_DIGIT_RUN_RE = re.compile(r"[^0-9]+")
+_EXT_SUFFIX_RE = re.compile(r"[ \t]?(?:x|ext\.?|extension)[ \t]?[0-9]{1,6}$")
 _ZIP4_RE = re.compile(r"[0-9]{5}-[0-9]{4}")
 _MAC_RE = re.compile(r"[0-9A-Fa-f]{2}([-:.])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}(?![\w])")
 
 
 def _phone_shape_ok(raw: str, min_digits: int) -> bool:
-    core = raw
-    cut = core.find("x")
-    if cut < 0:
-        cut = core.find("e")
-    if cut > 0:
-        core = core[:cut]
-    core = core.strip()
+    core = _EXT_SUFFIX_RE.sub("", raw).strip()
     digits = core.translate(_NOT_DIGITS)
     if not min_digits <= len(digits) <= 15:  # E.164 caps numbers at 15 digits
         return False
@@ -447,9 +447,19 @@ def _phone_shape_ok(raw: str, min_digits: int) -> bool:
         # float or an id ("+1.4142135623731").
         if digits == core[1:]:
             return len(digits) >= 11
-        if max(len(run) for run in re.split(r"[^0-9]+", core)) > 10:
+        if max(map(len, _NON_DIGIT_RUN_RE.split(core))) > 10:
             return False
     return not (_DATE_RE.fullmatch(core) or _YEAR_RANGE_RE.fullmatch(core) or _ZIP4_RE.fullmatch(core))
+
+
+_PLACEHOLDER_VALUES = tuple(PLACEHOLDERS.values())
+
+
+def _placeholder_ends_at(text: str, i: int) -> bool:
+    # A placeholder stands in for the token it replaced: neighbour checks
+    # must treat it like that token, or a second scrub pass would find
+    # numbers that the first pass (correctly) left alone.
+    return i > 0 and text[i - 1] == ">" and text.endswith(_PLACEHOLDER_VALUES, 0, i)
 
 
 def _starts_cleanly(text: str, s: int) -> bool:
@@ -457,9 +467,9 @@ def _starts_cleanly(text: str, s: int) -> bool:
     if not s:
         return True
     prev = text[s - 1]
-    if prev.isalnum() or prev in "_+/":
+    if prev.isalnum() or prev in "_+/" or _placeholder_ends_at(text, s):
         return False
-    return not (prev in ".-," and s >= 2 and text[s - 2].isdigit())
+    return not (prev in ".-," and s >= 2 and (text[s - 2].isdigit() or _placeholder_ends_at(text, s - 1)))
 
 
 def _phone_edges_ok(text: str, a: int, b: int, raw: str) -> bool:
@@ -470,11 +480,32 @@ def _phone_edges_ok(text: str, a: int, b: int, raw: str) -> bool:
     # groups is a table row or a hex dump ("1.001 159 652 1859 0.000 000"),
     # not a phone number.
     if " " in raw.strip():
-        if a >= 2 and text[a - 1] == " " and text[a - 2].isdigit():
+        # A leading "+" starts a new number whatever precedes it, and a single
+        # digit before is a trunk prefix ("8 (41) 523 575").
+        if (
+            raw[0] != "+"
+            and a >= 3
+            and text[a - 1] == " "
+            and ((text[a - 2].isdigit() and text[a - 3].isdigit()) or _placeholder_ends_at(text, a - 1))
+        ):
             return False
-        if text[b : b + 1] == " " and text[b + 1 : b + 2].isdigit():
+        if text[b : b + 1] == " " and (text[b + 1 : b + 2].isdigit() or text.startswith(_PLACEHOLDER_VALUES, b + 1)):
             return False
     return True
+
+
+def _short_group_before(text: str, a: int) -> bool:
+    """True when ``text[:a]`` ends with a separate 1-6 digit group and a space.
+
+    Such groups are never PII themselves, so a scrub pass cannot change
+    this answer.
+    """
+    if a < 2 or text[a - 1] != " ":
+        return False
+    k = a - 1
+    while k > 0 and text[k - 1].isdigit():
+        k -= 1
+    return 1 <= a - 1 - k <= 6 and (k == 0 or text[k - 1].isspace())
 
 
 def _find_numeric(text: str, want: frozenset[str], out: list[PiiSpan]) -> None:
@@ -518,9 +549,9 @@ def _find_numeric(text: str, want: frozenset[str], out: list[PiiSpan]) -> None:
         if want_cc and ndigits >= 12:
             for mm in _CC_RE.finditer(text, s, hi):
                 a = mm.start()
-                if _starts_cleanly(text, a) and text[a - 1 : a] != "." and _cc_ok(
-                    text, a, mm.end(), mm.group()
-                ):
+                if mm.group(1) == " " and _short_group_before(text, a):
+                    continue  # one more space-separated group before it: a number table
+                if _starts_cleanly(text, a) and text[a - 1 : a] != "." and _cc_ok(text, a, mm.end(), mm.group()):
                     out.append(PiiSpan("credit_card", a, mm.end()))
         if want_ssn and ndigits >= 9:
             for mm in _SSN_RE.finditer(text, s, hi):
@@ -546,6 +577,8 @@ def _phones_in_window(text: str, lo: int, hi: int, s: int, e: int, out: list[Pii
     for pattern, min_digits, subtype in patterns:
         for mm in pattern.finditer(text, lo, hi):
             a = mm.start()
+            if a >= e:
+                break  # belongs to the next chunk; it is handled there
             if not _starts_cleanly(text, a) or "isbn" in text[max(0, a - 12) : a].lower():
                 continue
             if _MAC_RE.match(text, a):
@@ -572,7 +605,7 @@ def _phones_in_window(text: str, lo: int, hi: int, s: int, e: int, out: list[Pii
             continue
         # Phone groups have at least two digits ("1 234 567" is a number
         # with thousands separators, "978-3-16-148410-0" an ISBN).
-        if any(len(g) < 2 for g in _GROUP_SPLIT_RE.split(raw.partition("x")[0].strip())):
+        if any(len(g) < 2 for g in _GROUP_SPLIT_RE.split(_EXT_SUFFIX_RE.sub("", raw).strip())):
             continue
         if "isbn" in text[max(0, a - 12) : a].lower():
             continue
@@ -683,19 +716,27 @@ def _not_repetitive(token: str) -> bool:
 # scan.  Alternatives sharing a first letter are merged; the named group
 # that matched is the subtype.
 _TOKEN_PATTERNS: tuple[re.Pattern[str], ...] = (
-    re.compile(r"A(?:(?P<aws_access_key>(?:KIA|SIA|BIA|CCA|3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9]))"
-               r"|(?P<gcp_api_key>Iza[0-9A-Za-z_-]{35}(?![\w-])))"),
+    re.compile(
+        r"A(?:(?P<aws_access_key>(?:KIA|SIA|BIA|CCA|3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9]))"
+        r"|(?P<gcp_api_key>Iza[0-9A-Za-z_-]{35}(?![\w-])))"
+    ),
     # GitLab token formats (prefix -> body length) follow GitLab's token docs.
-    re.compile(r"g(?:(?P<github_token>h[pousr]_[A-Za-z0-9]{36}(?![A-Za-z0-9])|ithub_pat_[A-Za-z0-9_]{22,255})"
-               r"|(?P<gitlab_token>l(?:(?:pat|dt|soat|cbt|rt|ft)-[\w-]{20,50}|imt-[\w-]{25}|ptt-[\w-]{40}"
-               r"|oas-[\w-]{64}|agent-[\w-]{50,1024})(?![\w-])))"),
+    re.compile(
+        r"g(?:(?P<github_token>h[pousr]_[A-Za-z0-9]{36}(?![A-Za-z0-9])|ithub_pat_[A-Za-z0-9_]{22,255})"
+        r"|(?P<gitlab_token>l(?:(?:pat|dt|soat|cbt|rt|ft)-[\w-]{20,50}|imt-[\w-]{25}|ptt-[\w-]{40}"
+        r"|oas-[\w-]{64}|agent-[\w-]{50,1024})(?![\w-])))"
+    ),
     re.compile(r"(?P<gitlab_token>GR1348941[\w-]{20,50}(?![\w-]))"),
     re.compile(r"(?P<slack_token>x(?:ox[abporse]-[0-9A-Za-z][0-9A-Za-z-]{8,}|app-[0-9]-[0-9A-Za-z-]{10,}))"),
-    re.compile(r"h(?:(?P<slack_webhook>ttps?://hooks\.slack\.com/(?:services|workflows|triggers)/[\w/+-]{16,})"
-               r"|(?P<huggingface_token>f_[A-Za-z]{34}(?![A-Za-z0-9])))"),
-    re.compile(r"s(?:(?P<api_key>k-(?:ant-(?:api|admin)[0-9]{2}-[\w-]{20,}|(?:proj|svcacct|admin)-[\w-]{20,}"
-               r"|[A-Za-z0-9]{32,})(?![\w-]))|(?P<stripe_key>k_(?:live|test)_[0-9A-Za-z]{16,})"
-               r"|(?P<square_token>q0(?:csp|atp)-[\w-]{22,}))"),
+    re.compile(
+        r"h(?:(?P<slack_webhook>ttps?://hooks\.slack\.com/(?:services|workflows|triggers)/[\w/+-]{16,})"
+        r"|(?P<huggingface_token>f_[A-Za-z]{34}(?![A-Za-z0-9])))"
+    ),
+    re.compile(
+        r"s(?:(?P<api_key>k-(?:ant-(?:api|admin)[0-9]{2}-[\w-]{20,}|(?:proj|svcacct|admin)-[\w-]{20,}"
+        r"|[A-Za-z0-9]{32,})(?![\w-]))|(?P<stripe_key>k_(?:live|test)_[0-9A-Za-z]{16,})"
+        r"|(?P<square_token>q0(?:csp|atp)-[\w-]{22,}))"
+    ),
     re.compile(r"(?P<stripe_key>rk_(?:live|test)_[0-9A-Za-z]{16,})"),
     re.compile(r"(?P<sendgrid_key>SG\.[\w-]{16,32}\.[\w-]{16,64})"),
     re.compile(r"(?P<npm_token>npm_[A-Za-z0-9]{36}(?![A-Za-z0-9]))"),
@@ -785,8 +826,7 @@ _KEY_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxy
 # Last three letters of every keyword above: a set lookup rejects almost
 # every "=" / ":" in code before any regex runs.
 _KEY_TAILS = frozenset(
-    {"ord", "swd", "ase", "ass", "pwd", "ret", "ken", "uth", "ion", "ial", "als", "key", "sid",
-     "nid", "_id", "-id"}
+    {"ord", "swd", "ase", "ass", "pwd", "ret", "ken", "uth", "ion", "ial", "als", "key", "sid", "nid", "_id", "-id"}
 )
 _ASSIGN_VALUE_RE = re.compile(
     r"[ \t]*(?:(?:bearer|basic|token|digest)[ \t]+)?"
@@ -838,8 +878,8 @@ def _is_code_expression(text: str, value: str, end: int) -> bool:
     """Unquoted values that are program text: calls, attribute access, variables."""
     if text[end : end + 1] in ("(", "["):
         return True  # token = make_token(...), key = keys[0]
-    if _DOTTED_IDENTIFIER_RE.fullmatch(value):
-        return True  # token = Keyword.Type, secret = settings.SECRET
+    if _DOTTED_IDENTIFIER_RE.fullmatch(value) and sum(c.isdigit() for c in value) < 2:
+        return True  # token = Keyword.Type, secret = settings.SECRET (not base64 "eyJ...J9.x.y")
     # A plain identifier needs several digits to look generated rather
     # than named (AUTH_TOKEN=abcDEF123456 yes, token = token_v2 no).
     return _IDENTIFIER_RE.fullmatch(value) is not None and sum(c.isdigit() for c in value) < 2
