@@ -1,0 +1,7 @@
+"""``python -m planner`` runs the ``planner`` CLI."""
+
+import sys
+
+from planner.cli import main
+
+sys.exit(main())
