@@ -1,12 +1,25 @@
-"""A small accelerator catalogue and the training-time arithmetic that uses it.
+"""The accelerator catalogue: compute peak, memory, and the links a parallel layout communicates over.
 
-Peak numbers are NVIDIA's datasheet dense BF16 tensor-core throughput (no 2:4 sparsity), which is what an
-MFU is measured against; the sparse figures on the same datasheets are twice these. HBM is per GPU.
+Peaks are NVIDIA's datasheet dense BF16 tensor-core throughput (no 2:4 sparsity), which is what an MFU is
+measured against; the sparse figures on the same datasheets are twice these. Bandwidths are per GPU and per
+direction: NVLink is the datasheet total (both directions) halved; inter-node is the GPU's share of the node's
+network (one 200 Gb/s HDR NIC per A100 in a DGX A100, one 400 Gb/s NDR NIC per H100/H200/B200).
+
+The built-in entries can be extended or overridden from a TOML file (``--hardware FILE``)::
+
+    [gpu.a100-80-opa]
+    name = "A100 80GB, 4 x 100 Gb/s Omni-Path per node"
+    base = "a100-80"          # optional: copy every field not given here
+    internode_gbps = 6.25     # GB/s per GPU per direction
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import difflib
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
 SECONDS_PER_DAY = 86_400
 
@@ -15,21 +28,99 @@ SECONDS_PER_DAY = 86_400
 class Gpu:
     name: str
     peak_bf16_flops: float  # dense, FLOP/s
-    hbm_gb: float
+    hbm_gb: float  # capacity, 1e9 bytes
+    hbm_gbps: float  # HBM bandwidth, GB/s
+    nvlink_gbps: float  # per GPU, per direction, GB/s
+    internode_gbps: float  # per GPU, per direction, GB/s
+    gpus_per_node: int
+    # Fraction of peak that large BF16 GEMMs sustain in practice (cuBLAS/cuDNN on the real model shapes);
+    # the layout model scales it further down for small per-GPU matrices (see planner.layout).
+    matmul_efficiency: float
     source: str
+
+    @property
+    def hbm_bytes(self) -> float:
+        return self.hbm_gb * 1e9
 
 
 CATALOGUE: dict[str, Gpu] = {
-    # A100 datasheet: 312 TFLOPS BF16 dense (624 with sparsity), 40 GB HBM2 or 80 GB HBM2e.
-    "a100-40": Gpu("A100 SXM 40GB", 312e12, 40, "NVIDIA A100 datasheet, BF16 dense"),
-    "a100-80": Gpu("A100 SXM 80GB", 312e12, 80, "NVIDIA A100 datasheet, BF16 dense"),
-    # H100 SXM5 datasheet: 1,979 TFLOPS BF16 *with sparsity*, so 989 dense; 80 GB HBM3.
-    "h100": Gpu("H100 SXM 80GB", 989e12, 80, "NVIDIA H100 datasheet (SXM), BF16 dense = sparse / 2"),
-    # H200 is the H100 compute die with 141 GB HBM3e: same 989 TFLOPS dense BF16.
-    "h200": Gpu("H200 SXM 141GB", 989e12, 141, "NVIDIA H200 datasheet, BF16 dense = sparse / 2"),
-    # B200 (HGX B200): 4.5 PFLOPS BF16 with sparsity per GPU, so 2.25 dense; 180 GB usable of 192 GB HBM3e.
-    "b200": Gpu("B200 180GB", 2250e12, 180, "NVIDIA HGX B200 datasheet, BF16 dense = sparse / 2"),
+    # A100 datasheet: 312 TFLOPS BF16 dense, 40 GB HBM2 at 1,555 GB/s or 80 GB HBM2e at 2,039 GB/s; NVLink 3
+    # 600 GB/s total; DGX A100: 8 x 200 Gb/s HDR InfiniBand for 8 GPUs.
+    "a100-40": Gpu("A100 SXM 40GB", 312e12, 40, 1555, 300, 25, 8, 0.80,
+                   "NVIDIA A100 datasheet; DGX A100 network"),
+    "a100-80": Gpu("A100 SXM 80GB", 312e12, 80, 2039, 300, 25, 8, 0.80,
+                   "NVIDIA A100 datasheet; DGX A100 network"),
+    # H100 SXM5: 1,979 TFLOPS BF16 with sparsity, so 989 dense; 80 GB HBM3 at 3.35 TB/s; NVLink 4 900 GB/s total;
+    # DGX H100: 8 x 400 Gb/s NDR ConnectX-7.
+    "h100": Gpu("H100 SXM 80GB", 989e12, 80, 3350, 450, 50, 8, 0.60,
+                "NVIDIA H100 datasheet (SXM), BF16 dense = sparse / 2; DGX H100 network"),
+    # H200: the H100 compute die with 141 GB HBM3e at 4.8 TB/s; same NVLink and network as DGX H100.
+    "h200": Gpu("H200 SXM 141GB", 989e12, 141, 4800, 450, 50, 8, 0.60,
+                "NVIDIA H200 datasheet, BF16 dense = sparse / 2"),
+    # HGX B200: 4.5 PFLOPS BF16 with sparsity per GPU, so 2.25 dense; 180 GB HBM3e at 8 TB/s; NVLink 5 1.8 TB/s
+    # total; DGX B200: 8 x 400 Gb/s ConnectX-7. Its matmul efficiency is assumed equal to Hopper's: no
+    # published training run here calibrates it.
+    "b200": Gpu("B200 180GB", 2250e12, 180, 8000, 900, 50, 8, 0.60,
+                "NVIDIA HGX/DGX B200 datasheet, BF16 dense = sparse / 2"),
 }
+
+
+class HardwareError(ValueError):
+    """An unknown GPU type or a malformed hardware TOML file."""
+
+
+def closest(word: str, options: list[str] | tuple[str, ...]) -> str:
+    """The option spelled most like ``word`` (for 'did you mean' messages); the first option if none is close."""
+    match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.0)
+    return match[0] if match else options[0]
+
+
+def load_catalogue(path: str | os.PathLike[str] | None = None) -> dict[str, Gpu]:
+    """The built-in catalogue, extended/overridden by the ``[gpu.NAME]`` tables of a TOML file."""
+    catalogue = dict(CATALOGUE)
+    if path is None:
+        return catalogue
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise HardwareError(f"{path}: cannot read hardware TOML ({exc})") from None
+    names = {f.name for f in fields(Gpu)}
+    for key, table in (data.get("gpu") or {}).items():
+        if not isinstance(table, dict):
+            raise HardwareError(f"{path}: [gpu.{key}] must be a table")
+        table = dict(table)
+        base_name = table.pop("base", None)
+        unknown = set(table) - names
+        if unknown:
+            raise HardwareError(f"{path}: [gpu.{key}] unknown field(s) {sorted(unknown)}; known: {sorted(names)}")
+        if base_name is not None:
+            if base_name not in catalogue:
+                raise HardwareError(f"{path}: [gpu.{key}] base {base_name!r} is not in the catalogue; "
+                                    f"closest: {closest(base_name, sorted(catalogue))}")
+            gpu = replace(catalogue[base_name], **table)
+        else:
+            missing = names - set(table) - {"source"}
+            if missing:
+                raise HardwareError(f"{path}: [gpu.{key}] needs {sorted(missing)} (or a `base` to copy them from)")
+            gpu = Gpu(**{"source": str(path), **table})
+        for field_name in ("peak_bf16_flops", "hbm_gb", "hbm_gbps", "nvlink_gbps", "internode_gbps"):
+            if not getattr(gpu, field_name) > 0:
+                raise HardwareError(f"{path}: [gpu.{key}] {field_name} must be positive")
+        if not (isinstance(gpu.gpus_per_node, int) and gpu.gpus_per_node >= 1):
+            raise HardwareError(f"{path}: [gpu.{key}] gpus_per_node must be a positive integer")
+        if not 0 < gpu.matmul_efficiency <= 1:
+            raise HardwareError(f"{path}: [gpu.{key}] matmul_efficiency must be in (0, 1]")
+        catalogue[key] = gpu
+    return catalogue
+
+
+def get_gpu(name: str, catalogue: dict[str, Gpu] | None = None) -> Gpu:
+    catalogue = CATALOGUE if catalogue is None else catalogue
+    if name not in catalogue:
+        raise HardwareError(f"unknown GPU type {name!r}; closest: {closest(name, sorted(catalogue))} "
+                            f"(known: {', '.join(sorted(catalogue))})")
+    return catalogue[name]
 
 
 def training_time(compute: float, gpus: int, gpu: Gpu, mfu: float) -> dict[str, float]:
