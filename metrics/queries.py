@@ -1,0 +1,395 @@
+"""Read-side queries over the metrics store: what the dashboard's pages ask, as parameterised SQL.
+
+Every function takes a DuckDB connection that has the store's views (:func:`metrics.connect` or
+:meth:`Snapshot.cursor`) and returns a pandas DataFrame or plain values. User input only ever reaches
+SQL as a bound parameter, never through string formatting.
+
+Long series are reduced before they leave this module (:func:`downsample`): the browser gets at most a
+few thousand points per curve however many steps a run logged.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+from scipy.signal import lfilter
+
+from metrics.store import SCHEMA, VIEWS, store_dir
+
+# Pipeline stages in build order; stages the pipeline adds later sort after these, by name.
+STAGE_ORDER = ["read", "input", "langid", "quality", "dedup", "pii", "tokenize", "pack", "output"]
+TRAIN_SCALARS = ["loss", "val_loss", "lr", "grad_norm", "loss_scale", "tokens_per_s", "mfu", "tokens_seen"]
+EVENT_KINDS = ["spike_skip", "rollback", "nan", "resume", "checkpoint", "fault_injected"]
+
+
+class Snapshot:
+    """An in-memory copy of the store that loads only the parts it has not seen yet.
+
+    Parts are immutable once renamed into place, so a part read once never needs reading again; a
+    refresh globs the folders and inserts the new files. Nothing here opens a database file or holds a
+    lock a writer could wait on: parts are read with ``read_parquet`` into a private in-memory database.
+    Safe to share between threads: each caller queries through its own :meth:`cursor`.
+    """
+
+    def __init__(self, home: str | os.PathLike[str]):
+        self.root = store_dir(home)
+        self._con = duckdb.connect(":memory:")
+        self._lock = threading.Lock()
+        self._seen: set[str] = set()
+        columns = ", ".join(f"{f.name} {_duck_type(f.type)}" for f in SCHEMA)
+        self._con.execute(f"CREATE TABLE metrics ({columns})")
+        for name, sql in VIEWS.items():
+            if name != "metrics":
+                self._con.execute(f"CREATE VIEW {name} AS {sql}")
+
+    def refresh(self) -> int:
+        """Load parts written since the last refresh; returns how many were new."""
+        with self._lock:
+            new = sorted(str(p) for p in self.root.glob("*/part-*.parquet") if str(p) not in self._seen)
+            if new:
+                names = ", ".join(f.name for f in SCHEMA)
+                self._con.execute(
+                    f"INSERT INTO metrics SELECT {names} FROM read_parquet(?, union_by_name = true)", [new]
+                )
+                self._seen.update(new)
+            return len(new)
+
+    @property
+    def parts(self) -> int:
+        return len(self._seen)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        return self._con.cursor()
+
+
+def _duck_type(arrow_type: object) -> str:
+    return {"timestamp[us, tz=UTC]": "TIMESTAMPTZ", "string": "VARCHAR", "int64": "BIGINT",
+            "double": "DOUBLE"}[str(arrow_type)]
+
+
+def has_rows(con: duckdb.DuckDBPyConnection, source: str) -> bool:
+    return con.execute("SELECT count(*) > 0 FROM (SELECT 1 FROM metrics WHERE source = ? LIMIT 1)",
+                       [source]).fetchone()[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pipeline
+# ---------------------------------------------------------------------------------------------------------
+
+# A version built twice has two sets of rows; the newest build's are the truth.
+_NEWEST_BUILD = "ts = (SELECT max(ts) FROM pipeline_counts WHERE version = $version)"
+
+
+def pipeline_versions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Dataset versions with pipeline rows, newest build first."""
+    return con.execute(
+        "SELECT version, max(ts) AS built FROM pipeline_counts GROUP BY version ORDER BY built DESC, version"
+    ).df()
+
+
+def _stage_sort(frame: pd.DataFrame) -> pd.DataFrame:
+    rank = {s: i for i, s in enumerate(STAGE_ORDER)}
+    key = frame["stage"].map(lambda s: (rank.get(s, len(rank)), s))
+    return frame.assign(_k=key).sort_values("_k").drop(columns="_k").reset_index(drop=True)
+
+
+def funnel(con: duckdb.DuckDBPyConnection, version: str) -> pd.DataFrame:
+    """Per stage: documents in, kept, rejected, in build order."""
+    frame = con.execute(
+        f"""
+        SELECT stage,
+               sum(n) FILTER (WHERE name = 'in')::BIGINT AS "in",
+               sum(n) FILTER (WHERE name = 'kept')::BIGINT AS kept,
+               coalesce(sum(n) FILTER (WHERE name = 'rejected'), 0)::BIGINT AS rejected
+        FROM pipeline_counts WHERE version = $version AND {_NEWEST_BUILD} AND name IN ('in', 'kept', 'rejected')
+        GROUP BY stage
+        """,
+        {"version": version},
+    ).df()
+    return _stage_sort(frame)
+
+
+def drop_reasons(con: duckdb.DuckDBPyConnection, version: str) -> pd.DataFrame:
+    """Per stage and reason: documents dropped, in build order, largest first within a stage."""
+    frame = con.execute(
+        f"""
+        SELECT stage, reason, sum(n)::BIGINT AS n FROM pipeline_counts
+        WHERE version = $version AND {_NEWEST_BUILD} AND name = 'rejected'
+        GROUP BY stage, reason ORDER BY n DESC, reason
+        """,
+        {"version": version},
+    ).df()
+    return _stage_sort(frame) if len(frame) else frame
+
+
+def dead_letters(con: duckdb.DuckDBPyConnection, version: str) -> int:
+    row = con.execute(
+        f"SELECT coalesce(sum(n), 0) FROM pipeline_counts WHERE version = $version AND {_NEWEST_BUILD} "
+        "AND name = 'dead_letter'",
+        {"version": version},
+    ).fetchone()
+    return int(row[0])
+
+
+def distribution(con: duckdb.DuckDBPyConnection, version: str, stage: str, name: str) -> pd.DataFrame:
+    """Bucket counts of one distribution (``lang``, ``cluster_size``, ``replaced``, …), numeric buckets in
+    numeric order and the rest largest first."""
+    frame = con.execute(
+        """
+        SELECT bucket, sum(n)::BIGINT AS n FROM pipeline_distributions
+        WHERE version = $version AND stage = $stage AND name = $name
+          AND ts = (SELECT max(ts) FROM pipeline_distributions WHERE version = $version)
+        GROUP BY bucket
+        """,
+        {"version": version, "stage": stage, "name": name},
+    ).df()
+    numeric = pd.to_numeric(frame["bucket"], errors="coerce")
+    if len(frame) and numeric.notna().all():
+        return frame.assign(_k=numeric).sort_values("_k").drop(columns="_k").reset_index(drop=True)
+    return frame.sort_values(["n", "bucket"], ascending=[False, True]).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------------------
+
+
+def runs(con: duckdb.DuckDBPyConnection, contains: str = "") -> pd.DataFrame:
+    """One row per training run: status, data version, preset, steps, final loss, latest tokens/s and MFU.
+
+    ``contains`` filters run names (case-insensitive substring, matched literally: no wildcards).
+    A run's status is the key of its newest ``status`` row; a run without a ``final_loss`` row yet shows
+    its latest logged loss.
+    """
+    return con.execute(
+        """
+        WITH t AS (SELECT * FROM metrics WHERE source = 'trainer' AND contains(lower(run), lower($q))),
+        meta AS (
+            SELECT run,
+                   arg_max(key, ts) FILTER (WHERE name = 'status') AS status,
+                   arg_max(key, ts) FILTER (WHERE name = 'data_version') AS data_version,
+                   arg_max(key, ts) FILTER (WHERE name = 'preset') AS preset,
+                   arg_max(value, ts) FILTER (WHERE name = 'params') AS params,
+                   arg_max(value, ts) FILTER (WHERE name = 'max_steps') AS max_steps,
+                   arg_max(value, ts) FILTER (WHERE name = 'final_loss') AS final_loss
+            FROM t WHERE stage = 'run' GROUP BY run
+        ),
+        train AS (
+            SELECT run, max(step) AS steps,
+                   arg_max(value, step) FILTER (WHERE name = 'loss') AS last_loss,
+                   arg_max(value, step) FILTER (WHERE name = 'tokens_per_s') AS tokens_per_s,
+                   arg_max(value, step) FILTER (WHERE name = 'mfu') AS mfu,
+                   min(ts) AS first_ts, max(ts) AS last_ts
+            FROM t WHERE stage = 'train' GROUP BY run
+        ),
+        ev AS (SELECT run, count(*) AS events FROM t WHERE stage = 'event' GROUP BY run)
+        SELECT coalesce(meta.run, train.run) AS run, coalesce(meta.status, 'unknown') AS status,
+               meta.data_version, meta.preset, meta.params, train.steps, meta.max_steps,
+               coalesce(meta.final_loss, train.last_loss) AS final_loss, train.tokens_per_s, train.mfu,
+               coalesce(ev.events, 0) AS events, train.first_ts AS started, train.last_ts AS updated
+        FROM meta FULL OUTER JOIN train ON meta.run = train.run
+        LEFT JOIN ev ON ev.run = coalesce(meta.run, train.run)
+        ORDER BY updated DESC NULLS LAST, run
+        """,
+        {"q": contains},
+    ).df()
+
+
+def _series_raw(con: duckdb.DuckDBPyConnection, runs_: list[str], name: str) -> pd.DataFrame:
+    # A rollback or resume logs some steps twice; the newest value is the one the run continued from.
+    return con.execute(
+        """
+        SELECT run, step, arg_max(value, ts) AS value FROM metrics
+        WHERE source = 'trainer' AND stage IN ('train', 'eval') AND name = $name
+          AND list_contains($runs, run) AND step IS NOT NULL
+        GROUP BY run, step ORDER BY run, step
+        """,
+        {"name": name, "runs": list(runs_)},
+    ).df()
+
+
+def _wall_clock(con: duckdb.DuckDBPyConnection, runs_: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per run, (step, seconds since the run's first row) anchors: one per flushed part.
+
+    The trainer flushes many steps per part and every row of a part shares the part's time, so each
+    part says "step S was done by time T"; steps in between are interpolated.
+    """
+    frame = con.execute(
+        """
+        WITH t AS (SELECT run, ts, step FROM metrics WHERE source = 'trainer' AND list_contains($runs, run)),
+        start AS (SELECT run, min(ts) AS t0 FROM t GROUP BY run)
+        SELECT t.run, max(t.step) AS step, epoch(t.ts) - epoch(start.t0) AS seconds
+        FROM t JOIN start USING (run) WHERE t.step IS NOT NULL
+        GROUP BY t.run, t.ts, start.t0 ORDER BY t.run, step
+        """,
+        {"runs": list(runs_)},
+    ).df()
+    anchors = {}
+    for run, group in frame.groupby("run", sort=False):
+        steps = np.concatenate([[0.0], group["step"].to_numpy(float)])
+        seconds = np.maximum.accumulate(np.concatenate([[0.0], group["seconds"].to_numpy(float)]))
+        anchors[run] = (steps, seconds)
+    return anchors
+
+
+def ema(values: np.ndarray, smoothing: float) -> np.ndarray:
+    """TensorBoard's debiased exponential moving average: weight ``smoothing`` on the past (0 = raw).
+
+    m_i = s m_{i-1} + (1 - s) v_i from m_{-1} = 0, divided by 1 - s^(i+1) so early points are not pulled
+    toward zero; run as one IIR filter because a Python loop costs about 0.3 s per million points.
+    """
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+    values = np.asarray(values, dtype=float)
+    filtered = lfilter([1.0 - smoothing], [1.0, -smoothing], values)
+    return filtered / (1.0 - smoothing ** np.arange(1, len(values) + 1))
+
+
+def downsample(x: np.ndarray, y: np.ndarray, points: int) -> np.ndarray:
+    """Indices of at most ``points`` samples that keep the line's envelope: bucketed min/max.
+
+    x is split into ``points // 2`` equal-count buckets; from each the positions of its minimum and
+    maximum are kept (in x order), so spikes survive however long the series is. First and last points
+    are always kept.
+    """
+    n = len(y)
+    if n <= points:
+        return np.arange(n)
+    buckets = max(points // 2, 1)
+    bucket = np.arange(n) * buckets // n
+    frame = pd.DataFrame({"b": bucket, "y": y})
+    grouped = frame.groupby("b")["y"]
+    keep = np.union1d(grouped.idxmin().to_numpy(), grouped.idxmax().to_numpy())
+    return np.union1d(keep, [0, n - 1])
+
+
+def series(con: duckdb.DuckDBPyConnection, runs_: list[str], name: str, *, x_axis: str = "step",
+           smoothing: float = 0.6, points: int = 2000) -> pd.DataFrame:
+    """A training scalar for several runs: columns run, step, x, value (raw), smoothed.
+
+    The EMA runs over every logged point, then each run is reduced to at most ``points`` rows with
+    :func:`downsample`. ``x_axis`` is ``step`` or ``wall`` (minutes since the run's first row).
+    """
+    if x_axis not in ("step", "wall"):
+        raise ValueError(f"x_axis must be 'step' or 'wall', got {x_axis!r}")
+    raw = _series_raw(con, runs_, name)
+    clocks = _wall_clock(con, runs_) if x_axis == "wall" and len(raw) else {}
+    pieces = []
+    for run, group in raw.groupby("run", sort=False):
+        steps = group["step"].to_numpy(float)
+        values = group["value"].to_numpy(float)
+        smooth = ema(values, smoothing)
+        x = steps if x_axis == "step" else np.interp(steps, *clocks[run]) / 60.0
+        keep = downsample(x, values, points)
+        pieces.append(pd.DataFrame({"run": run, "step": steps[keep].astype(np.int64), "x": x[keep],
+                                    "value": values[keep], "smoothed": smooth[keep]}))
+    if not pieces:
+        return pd.DataFrame({"run": pd.Series(dtype=str), "step": pd.Series(dtype=np.int64),
+                             "x": pd.Series(dtype=float), "value": pd.Series(dtype=float),
+                             "smoothed": pd.Series(dtype=float)})
+    return pd.concat(pieces, ignore_index=True)
+
+
+def events(con: duckdb.DuckDBPyConnection, runs_: list[str]) -> pd.DataFrame:
+    """Spike, skip, rollback, NaN, resume, checkpoint and injected-fault events of the given runs."""
+    return con.execute(
+        """
+        SELECT run, step, name AS kind, key AS detail, value AS loss, ts FROM metrics
+        WHERE source = 'trainer' AND stage = 'event' AND list_contains($runs, run)
+        ORDER BY run, step, ts
+        """,
+        {"runs": list(runs_)},
+    ).df()
+
+
+def run_info(con: duckdb.DuckDBPyConnection, run: str) -> dict[str, str | float]:
+    """The newest value of every ``run``-stage row of one run (strings for string rows)."""
+    rows = con.execute(
+        """
+        SELECT name, arg_max(key, ts) AS key, arg_max(value, ts) AS value FROM metrics
+        WHERE source = 'trainer' AND stage = 'run' AND run = $run GROUP BY name ORDER BY name
+        """,
+        {"run": run},
+    ).fetchall()
+    return {name: key if key else value for name, key, value in rows}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Planner
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _wide(con: duckdb.DuckDBPyConnection, stage: str, contains: str = "") -> pd.DataFrame:
+    """One row per planner ``run`` of ``stage``: numeric names as numbers, string names (key set) as text."""
+    long = con.execute(
+        """
+        SELECT run, name, arg_max(key, ts) AS key, arg_max(value, ts) AS value, max(ts) AS ts
+        FROM planner_results
+        WHERE stage = $stage AND name NOT IN ('ci95_lo', 'ci95_hi') AND contains(lower(run), lower($q))
+        GROUP BY run, name
+        """,
+        {"stage": stage, "q": contains},
+    ).df()
+    if long.empty:
+        return pd.DataFrame({"id": pd.Series(dtype=str)})
+    long = long.assign(cell=[k if k else v for k, v in zip(long["key"], long["value"], strict=True)])
+    wide = long.pivot(index="run", columns="name", values="cell")
+    wide.columns.name = None
+    for column in wide.columns:
+        converted = pd.to_numeric(wide[column], errors="coerce")
+        if converted.notna().sum() == wide[column].notna().sum():
+            wide[column] = converted
+    when = long.groupby("run")["ts"].max()
+    wide = wide.assign(recorded=when).sort_values("recorded", ascending=False)
+    return wide.rename_axis("id").reset_index()
+
+
+def plans(con: duckdb.DuckDBPyConnection, contains: str = "") -> pd.DataFrame:
+    """Every recorded plan, newest first: one column per plan field of docs/metrics.md."""
+    return _wide(con, "plan", contains)
+
+
+def fits(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every recorded fit, newest first: form, input, estimates and n_points."""
+    return _wide(con, "fit")
+
+
+def fit_intervals(con: duckdb.DuckDBPyConnection, fit: str) -> pd.DataFrame:
+    """The 95% interval of each fitted parameter: columns parameter, lo, hi."""
+    return con.execute(
+        """
+        SELECT key AS parameter,
+               arg_max(value, ts) FILTER (WHERE name = 'ci95_lo') AS lo,
+               arg_max(value, ts) FILTER (WHERE name = 'ci95_hi') AS hi
+        FROM planner_results WHERE stage = 'fit' AND run = $fit AND name IN ('ci95_lo', 'ci95_hi')
+        GROUP BY key ORDER BY key
+        """,
+        {"fit": fit},
+    ).df()
+
+
+def fit_points(con: duckdb.DuckDBPyConnection, fit: str) -> pd.DataFrame:
+    """The (params, tokens, loss) points a fit used, with compute = 6 N D."""
+    frame = con.execute(
+        """
+        SELECT step AS point,
+               arg_max(value, ts) FILTER (WHERE name = 'params') AS params,
+               arg_max(value, ts) FILTER (WHERE name = 'tokens') AS tokens,
+               arg_max(value, ts) FILTER (WHERE name = 'loss') AS loss
+        FROM metrics WHERE source = 'planner' AND stage = 'fit_point' AND run = $fit
+        GROUP BY step ORDER BY step
+        """,
+        {"fit": fit},
+    ).df()
+    return frame.assign(compute=6.0 * frame["params"] * frame["tokens"])
+
+
+def home_summary(home: str | os.PathLike[str]) -> dict[str, int]:
+    """Part files per source: what the store holds, without reading any of them."""
+    root = Path(store_dir(home))
+    return {source: len(list((root / source).glob("part-*.parquet"))) for source in ("pipeline", "trainer", "planner")}
