@@ -1,0 +1,534 @@
+"""The training loop: ``train(config) -> RunResult``.
+
+The loop itself is small (``Trainer._step``); everything stateful (model, optimizer, loss scaler, spike
+guard, data cursor, RNG, progress counters, event log) is saved and restored as one unit by
+``_state``/``_restore``, and checkpoints, metrics and spike handling hang off the loop. The same entry
+point runs as one CPU process, under ``torchrun`` with DDP (gloo on CPU, NCCL on CUDA), in-process from a
+sweep, or from the command line; running it again on the same run directory resumes from the newest
+verified checkpoint, or returns at once when the run has already completed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from pipelines.shards import workspace_home
+from trainer import checkpoint
+from trainer.config import TrainConfig
+from trainer.data import Batch, TokenData, random_batch, resolve_data
+from trainer.faults import active, parse_faults
+from trainer.guard import SpikeGuard
+from trainer.model import GPT, count_params, decay_groups, flops_per_token
+from trainer.telemetry import Reporter, format_eta, memory_gb, peak_flops, write_json_atomic
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+class SpikeGuardGaveUp(RuntimeError):
+    """The loss kept spiking after the configured number of rollbacks."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    run_id: str
+    status: str
+    final_step: int
+    final_loss: float  # validation loss at the final step (the last training loss when eval_rows = 0)
+    first_loss: float
+    params_sha256: str
+    params: int
+    non_embedding_params: int
+    tokens_trained: int
+    events: list[dict[str, Any]]
+    steps_run: int = 0  # optimizer steps taken by this call (0 when the run was already complete)
+    loop_seconds: float = 0.0  # wall time of those steps, checkpoints and logging included
+
+
+@dataclass
+class Progress:
+    """The loop's counters; checkpointed with everything else."""
+
+    step: int = 0
+    cursor: int = 0  # rows of the training stream consumed, over all ranks
+    tokens_trained: int = 0  # non-padding target tokens in applied updates
+    first_loss: float = float("nan")
+    last_loss: float = float("nan")
+    rollbacks: int = 0
+    lr_scale: float = 1.0
+    skipped_steps: int = 0
+    clipped_steps: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warmup, then cosine (or warmup-stable-decay) down to ``min_lr_ratio * lr`` at max_steps."""
+    o, total = config.optim, config.max_steps
+    floor = o.lr * o.min_lr_ratio
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    if o.schedule == "wsd":
+        decay_start = int(total * (1 - o.decay_frac))
+        if step < decay_start:
+            return o.lr
+        return o.lr - (o.lr - floor) * (step - decay_start) / max(1, total - decay_start)
+    progress = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
+    return floor + 0.5 * (o.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def params_sha256(model: torch.nn.Module) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def default_run_dir(home: Path, config: TrainConfig, version: str) -> Path:
+    """A stable name, so that the same command finds (and resumes) the same run."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("home", "data", "out")}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return home / "runs" / f"{config.preset}-{version}-seed{config.seed}-{digest}"
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        cuda = config.device.startswith("cuda")
+        if cuda and not torch.cuda.is_available():
+            raise RuntimeError("--device cuda was asked for but torch sees no CUDA device")
+        self.device = torch.device(f"cuda:{local_rank}" if cuda and self.world > 1 else config.device)
+        if cuda:
+            torch.cuda.set_device(self.device)
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if cuda else "gloo")
+        self.precision = config.resolved_precision()
+        if self.precision == "bf16" and not cuda and config.compile:
+            raise RuntimeError("bf16 autocast with --compile is only supported on CUDA")
+
+        self.home = workspace_home(config.home)
+        self.data = TokenData(resolve_data(self.home, config.data), config.seed, config.eval_rows)
+        m = config.model
+        self.model_cfg = dataclasses.replace(
+            m, vocab_size=m.vocab_size or self.data.vocab_size, seq_len=m.seq_len or self.data.seq_len
+        )
+        if self.model_cfg.vocab_size < self.data.vocab_size or self.model_cfg.seq_len != self.data.seq_len:
+            raise RuntimeError(
+                f"model vocab {self.model_cfg.vocab_size} / seq_len {self.model_cfg.seq_len} cannot read dataset "
+                f"{self.data.version} (vocab {self.data.vocab_size}, rows of {self.data.seq_len} tokens)"
+            )
+        self.run_dir = Path(config.out) if config.out else default_run_dir(self.home, config, self.data.version)
+        self.run_id = self.run_dir.name
+        self.global_batch = self.world * config.grad_accum * config.batch_size
+        self.faults = parse_faults(config.inject_faults)
+        self.report = Reporter(self.home, self.run_id, enabled=self.rank == 0)
+
+        torch.manual_seed(config.seed)  # same initial weights on every rank
+        self.raw = GPT(self.model_cfg).to(self.device)
+        counts = count_params(self.raw)
+        self.params, self.non_embedding_params = counts["params"], counts["non_embedding_params"]
+        self.flops_per_token = flops_per_token(self.model_cfg, self.non_embedding_params)
+        self.peak = peak_flops(self.device, self.precision, config.peak_flops)
+        self.model: torch.nn.Module = self.raw
+        if config.compile:
+            self.model = torch.compile(self.model)
+        if self.world > 1:
+            self.model = DistributedDataParallel(self.model, device_ids=[self.device.index] if cuda else None)
+        o = config.optim
+        self.optimizer = torch.optim.AdamW(
+            decay_groups(self.raw, o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
+            fused=True if cuda else None,
+        )
+        s = config.scaler
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, init_scale=s.init_scale, growth_factor=s.growth_factor,
+            backoff_factor=s.backoff_factor, growth_interval=s.growth_interval,
+        ) if self.precision == "fp16" else None
+        self.guard = SpikeGuard(config.guard)
+        self.progress = Progress()
+        # What a checkpoint must match to be resumed by this run.
+        self.identity = {
+            "model": dataclasses.asdict(self.model_cfg), "data_version": self.data.version, "seed": config.seed,
+            "global_batch": self.global_batch,
+        }
+
+    # ------------------------------------------------------------------------------- state
+
+    def _state(self) -> dict[str, Any]:
+        p = self.progress
+        return {
+            "model": self.raw.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else {},
+            "guard": self.guard.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            },
+            "progress": dataclasses.asdict(p),
+        }
+
+    def _restore(self, state: dict[str, Any], keep_lifetime: bool = False) -> None:
+        """Load a checkpoint's state. ``keep_lifetime`` (a rollback) keeps what the run has learnt since:
+        its data cursor, rollback count, learning-rate scale and event log."""
+        self.raw.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler:
+            self.scaler.load_state_dict(state["scaler"])
+        self.guard.load_state_dict(state["guard"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if self.device.type == "cuda" and state["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        saved = Progress(**state["progress"])
+        if keep_lifetime:
+            now = self.progress
+            saved = dataclasses.replace(saved, cursor=now.cursor, rollbacks=now.rollbacks, lr_scale=now.lr_scale,
+                                        skipped_steps=now.skipped_steps, clipped_steps=now.clipped_steps,
+                                        events=now.events, first_loss=now.first_loss)
+        self.progress = saved
+
+    def _save(self) -> None:
+        step = self.progress.step
+        if self.rank == 0:
+            path = checkpoint.save(self.run_dir, step, self._state(), self.identity)
+            checkpoint.prune(self.run_dir, self.config.keep_last, self.config.keep_every)
+            self._event("checkpoint", path.name)
+            self._write_run_json("running")
+        self._barrier()
+
+    def _event(self, kind: str, detail: str, loss: float = float("nan")) -> None:
+        step = self.progress.step
+        self.progress.events.append({"step": step, "kind": kind, "detail": detail,
+                                     "loss": None if math.isnan(loss) else loss})
+        self.report.event(step, kind, detail, loss)
+        if kind != "checkpoint":
+            self.report.console(f"[{kind}] step {step}: {detail}")
+
+    def _barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def _all_sum(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t.item())
+
+    # ------------------------------------------------------------------------------- run.json
+
+    def _run_json(self, status: str, final_loss: float = float("nan"), digest: str = "") -> dict[str, Any]:
+        p = self.progress
+        finite = lambda x: None if x is None or not math.isfinite(x) else x  # noqa: E731
+        return {
+            "run": self.run_id,
+            "status": status,
+            "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "config": dataclasses.replace(self.config, model=self.model_cfg).to_dict(),
+            "data": {"version": self.data.version, "path": str(self.data.version_dir),
+                     "manifest_sha256": self.data.manifest_sha256},
+            "world_size": self.world,
+            "precision": self.precision,
+            "params": self.params,
+            "non_embedding_params": self.non_embedding_params,
+            "first_loss": finite(p.first_loss),
+            "final_step": p.step,
+            "final_loss": finite(final_loss),
+            "final_train_loss": finite(p.last_loss),
+            "tokens_trained": p.tokens_trained,
+            "skipped_steps": p.skipped_steps,
+            "rollbacks": p.rollbacks,
+            "params_sha256": digest,
+            "events": p.events,
+        }
+
+    def _write_run_json(self, status: str, final_loss: float = float("nan"), digest: str = "") -> None:
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.run_dir / "run.json", self._run_json(status, final_loss, digest))
+
+    def _run_rows(self, status: str) -> None:
+        c, m = self.config, self.model_cfg
+        self.report.run_info(
+            {"data_version": self.data.version, "preset": c.preset, "precision": self.precision,
+             "device": self.device.type, "status": status},
+            {"params": self.params, "non_embedding_params": self.non_embedding_params, "layers": m.n_layers,
+             "d_model": m.d_model, "heads": m.n_heads, "seq_len": m.seq_len, "vocab": m.vocab_size,
+             "max_steps": c.max_steps, "tokens_planned": c.max_steps * self.global_batch * (m.seq_len - 1)},
+        )
+
+    # ------------------------------------------------------------------------------- one step
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=DTYPES[self.precision])
+
+    def _micro_batches(self) -> list[Batch]:
+        c, p = self.config, self.progress
+        batches = [self.data.train_micro_batch(p.cursor, self.rank, j, c.grad_accum, c.batch_size,
+                                               self.model_cfg.doc_mask) for j in range(c.grad_accum)]
+        index = p.cursor // self.global_batch
+        if active(self.faults, "bad_batch", index):
+            seed = (c.seed * 1_000_003 + index) * 64 + self.rank
+            batches = [random_batch(b, self.model_cfg.vocab_size, seed * 1024 + j) for j, b in enumerate(batches)]
+            self._event("fault_injected", f"bad_batch: batch {index} replaced with uniform random tokens")
+        return batches
+
+    def _step(self) -> dict[str, float]:
+        """Forward, backward, guard, update for one global batch. Returns the step's scalars."""
+        c, p = self.config, self.progress
+        started = time.perf_counter()
+        lr = lr_at(p.step, c) * p.lr_scale
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batches = self._micro_batches()
+        n_targets = self._all_sum(sum(b.n_targets for b in batches))
+        # Summed token losses over the global batch's target count: under DDP the gradient all-reduce
+        # averages over ranks, hence the factor world.
+        scale = self.world / max(n_targets, 1.0)
+        loss_sum = torch.zeros((), device=self.device)
+        for j, b in enumerate(batches):
+            sync = j == len(batches) - 1 or self.world == 1
+            with (contextlib.nullcontext() if sync else self.model.no_sync()), self._autocast():
+                loss = self.model(b.inputs.to(self.device), b.targets.to(self.device),
+                                  b.segments.to(self.device) if self.model_cfg.doc_mask else None)
+            scaled = loss * scale
+            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            loss_sum += loss.detach()
+        index = p.cursor // self.global_batch
+        if active(self.faults, "nan", index):
+            next(self.raw.parameters()).grad.view(-1)[0] = float("nan")
+            self._event("fault_injected", f"nan: gradients of batch {index} made non-finite")
+        loss_value = self._all_sum(float(loss_sum)) / max(n_targets, 1.0)
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        clip = c.optim.grad_clip if c.optim.grad_clip > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.raw.parameters(), clip))
+        loss_scale = self.scaler.get_scale() if self.scaler else 1.0
+
+        if self.scaler and math.isfinite(loss_value) and not math.isfinite(grad_norm):
+            # fp16 overflow is the loss scaler's business: it skips the update and backs the scale off.
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            p.skipped_steps += 1
+            self._event("nan", f"non-finite fp16 gradients: update skipped, loss scale {loss_scale:g} -> "
+                               f"{self.scaler.get_scale():g}", loss_value)
+            verdict_action = "skip"
+        else:
+            verdict = self.guard.check(p.step, loss_value, grad_norm, p.rollbacks)
+            verdict_action = verdict.action
+            if verdict.action == "ok":
+                if self.scaler:
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    self.optimizer.step()
+                p.tokens_trained += int(n_targets)
+                p.clipped_steps += grad_norm > clip
+            else:
+                if self.scaler:
+                    self.scaler.update()
+                if verdict.action == "skip":
+                    p.skipped_steps += 1
+                    self._event("nan" if verdict.kind == "nan" else "spike_skip",
+                                f"update skipped: {verdict.reason}", loss_value)
+                elif verdict.action == "rollback":
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self._rollback(verdict.reason, loss_value)
+                    return {}
+                else:
+                    self._event("rollback", f"giving up: {verdict.reason}", loss_value)
+                    raise SpikeGuardGaveUp(f"run {self.run_id} step {p.step}: {verdict.reason}")
+        self.optimizer.zero_grad(set_to_none=True)
+        if math.isnan(p.first_loss):
+            p.first_loss = loss_value
+        if verdict_action == "ok":
+            p.last_loss = loss_value
+        p.step += 1
+        p.cursor += self.global_batch
+        seconds = time.perf_counter() - started
+        tokens_per_s = self.global_batch * (self.model_cfg.seq_len - 1) / seconds
+        return {
+            "loss": loss_value, "lr": lr, "grad_norm": grad_norm, "loss_scale": loss_scale,
+            "tokens_per_s": tokens_per_s,
+            "mfu": self.flops_per_token * tokens_per_s / (self.peak * self.world) if self.peak else 0.0,
+            "tokens_seen": p.tokens_trained, "clipped": float(grad_norm > clip),
+        }
+
+    def _rollback(self, reason: str, loss: float) -> None:
+        """Back to the newest good checkpoint before the spike began, past the offending data."""
+        p, g = self.progress, self.config.guard
+        onset = self.guard.onset_step if self.guard.onset_step is not None else p.step
+        loaded = checkpoint.load_latest(self.run_dir, self.identity, before=onset)
+        if loaded is None:
+            raise SpikeGuardGaveUp(f"run {self.run_id}: spike at step {onset} and no checkpoint before it")
+        p.rollbacks += 1
+        p.lr_scale *= g.lr_factor_on_rollback
+        p.cursor += self.global_batch * (1 + g.rollback_skip_batches)
+        skipped_to = p.cursor
+        self._event("rollback", f"{reason}; back to {loaded.path.name}, data skipped to row {skipped_to}, "
+                                f"lr scale {p.lr_scale:g} (rollback {p.rollbacks}/{g.max_rollbacks})", loss)
+        self._restore(loaded.state, keep_lifetime=True)
+        if self.rank == 0:
+            # Later checkpoints belong to the abandoned timeline; resuming from one would replay the spike.
+            for stale in checkpoint.steps(self.run_dir):
+                if stale > loaded.step:
+                    checkpoint._discard(checkpoint.checkpoint_dir(self.run_dir) / f"{checkpoint.PREFIX}{stale:08d}")
+        self._barrier()
+        self._save()
+
+    # ------------------------------------------------------------------------------- evaluation
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Mean token loss on the held-out rows (every rank evaluates all of them: they are few)."""
+        rows = [int(r) for r in self.data.val_rows]
+        if not rows:
+            return float("nan")
+        self.model.eval()
+        total, count = 0.0, 0
+        for start in range(0, len(rows), self.config.batch_size):
+            b = self.data.batch(rows[start:start + self.config.batch_size], self.model_cfg.doc_mask)
+            with self._autocast():
+                total += float(self.raw(b.inputs.to(self.device), b.targets.to(self.device),
+                                        b.segments.to(self.device) if self.model_cfg.doc_mask else None))
+            count += b.n_targets
+        self.model.train()
+        return total / max(count, 1)
+
+    # ------------------------------------------------------------------------------- the run
+
+    def _resume(self) -> None:
+        if self.rank == 0:
+            checkpoint.clean_temporaries(self.run_dir)
+        self._barrier()
+        loaded = checkpoint.load_latest(self.run_dir, self.identity)
+        if loaded is None:
+            self._save()  # step 0: a rollback target before any spike
+            return
+        self._restore(loaded.state)
+        detail = f"resumed from {loaded.path.name}"
+        if loaded.rejected:
+            detail += f"; passed over corrupt {'; '.join(loaded.rejected)}"
+        self._event("resume", detail)
+
+    def _completed_result(self) -> RunResult | None:
+        """The recorded result when this run directory already holds this run, completed."""
+        path = self.run_dir / "run.json"
+        if not path.is_file():
+            return None
+        info = json.loads(path.read_text(encoding="utf-8"))
+        if info.get("status") != "completed" or info.get("final_step") != self.config.max_steps:
+            return None
+        if checkpoint.steps(self.run_dir)[-1:] != [self.config.max_steps]:
+            return None
+        if not checkpoint.intact(self.run_dir, self.config.max_steps, self.identity):
+            return None  # resume instead: that falls back past a corrupt checkpoint, or refuses a foreign one
+        return RunResult(self.run_dir, self.run_id, "completed", info["final_step"], info["final_loss"],
+                         info["first_loss"], info["params_sha256"], info["params"], info["non_embedding_params"],
+                         info["tokens_trained"], info["events"])
+
+    def run(self) -> RunResult:
+        done = self._completed_result()
+        if done is not None:
+            return done
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._barrier()
+        c, p = self.config, self.progress
+        try:
+            self._resume()
+            p = self.progress
+            self._write_run_json("running")
+            self._run_rows("running")
+            self.report.flush()
+            self.report.console(
+                f"run {self.run_id}: {self.params / 1e6:.2f}M params ({self.non_embedding_params / 1e6:.2f}M "
+                f"non-embedding), data {self.data.version}, {self.precision} on {self.device} x{self.world}, "
+                f"global batch {self.global_batch} x {self.model_cfg.seq_len - 1} tokens, "
+                f"step {p.step}/{c.max_steps}"
+            )
+            steps_run, clipped_window, started = 0, 0, time.perf_counter()
+            while self.progress.step < c.max_steps:
+                scalars = self._step()
+                p = self.progress
+                if not scalars:  # rolled back
+                    continue
+                steps_run += 1
+                clipped_window += scalars.pop("clipped")
+                scalars["memory_gb"] = memory_gb(self.device)
+                self.report.scalars(p.step, scalars)
+                if p.step % c.log_every == 0 or p.step == c.max_steps:
+                    self.report.scalars(p.step, {"clip_rate": clipped_window / c.log_every})
+                    clipped_window = 0
+                    elapsed = time.perf_counter() - started
+                    eta = elapsed / steps_run * (c.max_steps - p.step)
+                    self.report.console(
+                        f"step {p.step}/{c.max_steps} | loss {scalars['loss']:.4f} | lr {scalars['lr']:.2e} | "
+                        f"grad norm {scalars['grad_norm']:.3f} | {scalars['tokens_per_s'] / 1e3:.1f}k tok/s | "
+                        f"mfu {100 * scalars['mfu']:.1f}% | eta {format_eta(eta)}"
+                    )
+                    self.report.flush()
+                if p.step % c.eval_every == 0 and p.step < c.max_steps and self.data.val_rows.size:
+                    self.report.scalars(p.step, {"val_loss": self.evaluate()}, stage="eval")
+                if p.step % c.ckpt_every == 0 and p.step < c.max_steps:
+                    self._save()
+            loop_seconds = time.perf_counter() - started
+            final_loss = self.evaluate() if self.data.val_rows.size else p.last_loss
+            if math.isfinite(final_loss) and self.data.val_rows.size:
+                self.report.scalars(p.step, {"val_loss": final_loss}, stage="eval")
+            if checkpoint.steps(self.run_dir)[-1:] != [p.step]:
+                self._save()
+            digest = params_sha256(self.raw)
+            self._write_run_json("completed", final_loss, digest)
+            self._run_rows("completed")
+            self.report.run_info({}, {"final_step": p.step, "final_loss": final_loss, "first_loss": p.first_loss,
+                                      "tokens_trained": p.tokens_trained})
+            self.report.flush()
+            self.report.console(f"run {self.run_id} completed: step {p.step}, final loss {final_loss:.4f}, "
+                                f"params sha256 {digest[:16]}…")
+            return RunResult(self.run_dir, self.run_id, "completed", p.step, final_loss, p.first_loss, digest,
+                             self.params, self.non_embedding_params, p.tokens_trained, list(p.events),
+                             steps_run, loop_seconds)
+        except BaseException as exc:
+            if self.rank == 0:
+                self.progress.events.append({"step": self.progress.step, "kind": "failed",
+                                             "detail": f"{type(exc).__name__}: {exc}", "loss": None})
+                self._write_run_json("failed")
+                self.report.run_info({"status": "failed"}, {})
+                self.report.flush()
+            raise
+
+    def close(self) -> None:
+        self.data.close()
+
+
+def train(config: TrainConfig) -> RunResult:
+    """Train (or resume, or return the recorded result of) the run ``config`` describes."""
+    trainer = Trainer(config)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
+        if dist.is_initialized():
+            dist.destroy_process_group()
