@@ -136,3 +136,31 @@ def populate(home: str | Path, data_version: str = "v0") -> None:
     write_fit(home)
     write_plan(home, "plan-6e21", 6e21, 128, fit="fit-sweep")
     write_plan(home, "plan-1e22", 1e22, 256, zero=3)
+
+
+HOSTILE_ID = "<img src=x onerror=alert(1)>"
+HOSTILE_TEXT = "<script>alert('xss')</script> **not bold** [link](javascript:alert(1)) </div><h1>big</h1>"
+
+
+def make_populated(built: Path, target: Path) -> Path:
+    """A copy of a real pipeline build (``built``) plus :func:`populate`'s runs, fit and plans, a kept
+    document whose id and text are hostile HTML/Markdown, and a child version with one changed setting."""
+    import json
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shutil.copytree(built, target)
+    version = (target / "data" / "LATEST").read_text(encoding="utf-8").strip()
+    populate(target, version)
+    folder = target / "data" / "versions" / version
+    pq.write_table(pa.table({"id": [HOSTILE_ID], "text": [HOSTILE_TEXT], "lang": ["en"], "quality_score": [0.99]}),
+                   folder / "docs" / "zz-hostile.parquet")
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    manifest.update(version=f"{version}-child", parent=version, created_at="2099-01-01T00:00:00+00:00")
+    manifest["config"]["langid"]["threshold"] = 0.75
+    child = target / "data" / "versions" / f"{version}-child"
+    child.mkdir()
+    (child / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return target

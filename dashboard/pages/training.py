@@ -49,8 +49,9 @@ x_axis = cols[2].radio("x-axis", ["step", "wall"], key="x_axis", format_func={
     "step": "step", "wall": "wall time"}.get)
 log_x = cols[3].toggle("log x", key="log_x")
 log_y = cols[4].toggle("log y", key="log_y")
-live = st.toggle(f"Live refresh every {LIVE_EVERY_S} s", value=bool(set(chosen) & set(running)), key="live",
-                 help="On by default while a selected run is still running")
+live = st.toggle(f"Live refresh every {LIVE_EVERY_S} s while a selected run is running", value=True, key="live")
+# Finished runs do not change: polling them would only cost queries.
+polling = live and bool(set(chosen) & set(running))
 if not chosen:
     st.info("Pick at least one run to draw its curves.")
     st.stop()
@@ -111,12 +112,12 @@ def curves() -> None:
     else:
         st.dataframe(events, hide_index=True)
         download(events, "events", "events")
-    if live:
-        st.caption(f"Refreshed {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC; next in {LIVE_EVERY_S} s.")
+    if polling:
+        st.caption(f"Live: refreshed {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC; next in {LIVE_EVERY_S} s.")
 
 
 # A fragment reruns on its own timer without rerunning (and resetting) the controls above it.
-st.fragment(curves, run_every=timedelta(seconds=LIVE_EVERY_S) if live else None)()
+st.fragment(curves, run_every=timedelta(seconds=LIVE_EVERY_S) if polling else None)()
 
 st.header("Run details")
 detail_run = st.selectbox("Run", chosen, key="detail_run")

@@ -1,0 +1,146 @@
+"""Every dashboard page through Streamlit's AppTest, on a populated home and on an empty one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from metrics import connect
+from tests.dashboard_fixtures import HOSTILE_ID, HOSTILE_TEXT, make_populated
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+PAGES = ["pages/data.py", "pages/training.py", "pages/planning.py"]
+INJECTIONS = ["x' OR 1=1 --", "'; DROP TABLE metrics; --", "%", "_", "\" OR \"\"=\"", "run-a') UNION SELECT 1 --"]
+
+
+@pytest.fixture(scope="module")
+def home(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_populated(built, tmp_path_factory.mktemp("dash") / "home")
+
+
+def open_page(monkeypatch: pytest.MonkeyPatch, home: Path, page: str) -> AppTest:
+    monkeypatch.setenv("TOKENMILL_HOME", str(home))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    if page != PAGES[0]:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def charts(at: AppTest) -> list:
+    return list(at.get("vega_lite_chart"))
+
+
+def texts(at: AppTest) -> str:
+    return " ".join(str(e.value) for e in [*at.markdown, *at.info, *at.caption, *at.code])
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_empty_home_guides_without_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, page: str) -> None:
+    at = open_page(monkeypatch, tmp_path, page)
+    assert not at.error
+    assert at.info, "an empty home must say what is missing"
+    # The guidance names the command that fills this page, rooted in this home.
+    command = {"pages/data.py": "pipelines.build", "pages/training.py": "python -m trainer",
+               "pages/planning.py": "planner"}[page]
+    assert command in texts(at) and str(tmp_path) in texts(at)
+    assert not charts(at)
+
+
+def test_data_page(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    at = open_page(monkeypatch, home, PAGES[0])
+    headers = [h.value for h in at.header]
+    assert headers == ["Versions and lineage", "Funnel", "Languages", "Duplicates and PII", "Quality signals",
+                       "Tokens and shards", "Documents"]
+    # funnel, drop reasons, 2 language charts, clusters, PII, quality deciles, signal histogram, tokens per doc
+    assert len(charts(at)) == 9
+    assert len(at.get("download_button")) >= len(charts(at))
+    # the thresholds of the selected signal (q_word_count) come from this version's config
+    assert "quality.min_words" in texts(at)
+    # the child version's config diff shows the one changed setting
+    at.selectbox(key="version").select(at.selectbox(key="version").options[0]).run()
+    assert not at.exception
+    assert "-child" in at.selectbox(key="version").value
+    diff = at.dataframe[1].value
+    assert list(diff["key"]) == ["config.langid.threshold"]
+
+
+def test_document_viewer_escapes_and_filters(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    at = open_page(monkeypatch, home, PAGES[0])
+    at.text_input(key="doc_search").input("not bold").run()
+    assert not at.exception
+    # Hostile id and text are shown verbatim in text/code elements and never reach a Markdown element.
+    assert [c.value for c in at.code if "script" in c.value] == [HOSTILE_TEXT]
+    assert any(HOSTILE_ID in t.value for t in at.text)
+    assert all("<script>" not in m.value and "onerror" not in m.value for m in at.markdown)
+    at.radio(key="doc_kind").set_value("rejected").run()
+    reason = at.selectbox(key="doc_reason").options[1]
+    at.text_input(key="doc_search").input("").run()
+    at.selectbox(key="doc_reason").select(reason).run()
+    shown = [t.value for t in at.text]
+    assert shown and all(t.endswith(f": {reason}") for t in shown)
+
+
+FILTERS = {PAGES[0]: "doc_search", PAGES[1]: "run_filter", PAGES[2]: "plan_filter"}
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_injection_through_every_filter(monkeypatch: pytest.MonkeyPatch, home: Path, page: str) -> None:
+    rows_before = connect(home).execute("SELECT count(*) FROM metrics").fetchone()[0]
+    at = open_page(monkeypatch, home, page)
+    for attempt in INJECTIONS:
+        at.text_input(key=FILTERS[page]).input(attempt).run()
+        assert not at.exception, (attempt, [e.value for e in at.exception])
+        if page == PAGES[0]:
+            # A search term is matched literally, never as SQL or a LIKE pattern ('%' finds only texts with '%').
+            assert all(attempt.lower() in c.value.lower() for c in at.code), attempt
+            if "'" in attempt:
+                assert any(c.value == "No document matches." for c in at.caption), attempt
+        elif page == PAGES[1]:
+            assert at.dataframe[0].value.empty
+            assert any("No run name matches" in i.value for i in at.info)
+        else:
+            assert any("No plan id matches" in i.value for i in at.info)
+    assert connect(home).execute("SELECT count(*) FROM metrics").fetchone()[0] == rows_before
+
+
+def test_training_page(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    at = open_page(monkeypatch, home, PAGES[1])
+    table = at.dataframe[0].value
+    assert set(table["run"]) == {"run-a", "run-b", "run-live", "run-failed"}
+    assert dict(zip(table["run"], table["status"], strict=True))["run-live"] == "running"
+    # The running run is preselected and its curves refresh live.
+    assert "run-live" in at.multiselect(key="runs").value
+    assert any(c.value.startswith("Live: refreshed") for c in at.caption)
+    assert len(charts(at)) == len(at.multiselect(key="curves").value) == 7
+    at.multiselect(key="runs").set_value(["run-a", "run-b"]).run()
+    at.radio(key="x_axis").set_value("wall").run()
+    at.toggle(key="log_y").set_value(True).run()
+    at.toggle(key="log_x").set_value(True).run()
+    assert not at.exception
+    assert not any(c.value.startswith("Live:") for c in at.caption), "finished runs are not polled"
+    events = at.dataframe[1].value
+    assert set(events["kind"]) == {"spike_skip", "rollback", "checkpoint"}
+    # Each chart layers the faint raw line, the EMA line and the event rules.
+    spec = charts(at)[0].proto.spec
+    assert '"opacity":0.25' in spec.replace(" ", "") and '"rule"' in spec and '"log"' in spec
+
+
+def test_planning_page(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    at = open_page(monkeypatch, home, PAGES[2])
+    assert [h.value for h in at.header] == ["Scaling-law fits", "Compute-optimal frontiers", "Plans"]
+    estimates = at.dataframe[1].value
+    assert list(estimates["parameter"]) == ["E", "A", "B", "alpha", "beta"]
+    assert estimates["ci95 lo"].notna().all()
+    # loss curves with bands, IsoFLOP, two frontier charts, memory breakdown, plan comparison
+    assert len(charts(at)) == 6
+    assert '"area"' in charts(at)[0].proto.spec and '"area"' in charts(at)[1].proto.spec
+    assert len(at.get("download_button")) >= len(charts(at))
+    assert at.selectbox(key="plan").value == "plan-1e22"
+    at.selectbox(key="plan").select("plan-6e21").run()
+    assert not at.exception
+    assert any(m.value == "128 × h100" for m in at.metric)
