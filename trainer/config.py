@@ -60,7 +60,10 @@ class OptimConfig:
 class GuardConfig:
     window: int = 50  # accepted steps the statistics are taken over; detection starts once it is full
     k: float = 6.0  # an outlier lies more than k standard deviations above the window mean
-    min_rel_std: float = 0.02  # floor on sigma as a fraction of the mean, so a flat window is not hair-trigger
+    # Floors on sigma as a fraction of the window mean, so a quiet window is not hair-trigger. Gradient
+    # norms are heavy-tailed (a healthy step at 1.7x the mean is common), so theirs is much higher.
+    min_rel_std: float = 0.02
+    grad_min_rel_std: float = 0.25
     persist: int = 3  # consecutive outliers that count as a spike worth a rollback, not a skip
     max_rollbacks: int = 3
     rollback_skip_batches: int = 10  # extra batches skipped past the spike (PaLM skipped 200-500)

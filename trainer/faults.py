@@ -1,8 +1,9 @@
 """Fault injection (``--inject-fault KIND@STEP``), in the spirit of Megatron-LM's fault tests.
 
-Faults are keyed to the *global batch index* in the data stream, not to the step counter: after a
+Steps count from 1 (step S is the S-th optimizer step, logged at step S) and step S consumes global
+batch S of the data stream. Faults are keyed to that *batch number*, not to the step counter: after a
 rollback the step counter goes back but the data cursor moves on, so a bad batch, like real bad data,
-is met once and then skipped rather than replayed forever.
+is met once and then skipped rather than replayed forever. Without rollbacks, batch S is step S.
 
 - ``bad_batch@S`` (or ``bad_batch@S-E``): batch S (through E) is replaced by uniformly random tokens;
   a range long enough makes a persistent spike and exercises rollback.
@@ -22,8 +23,8 @@ class Fault:
     first: int
     last: int
 
-    def hits(self, batch_index: int) -> bool:
-        return self.first <= batch_index <= self.last
+    def hits(self, batch_number: int) -> bool:
+        return self.first <= batch_number <= self.last
 
 
 def parse_faults(specs: tuple[str, ...] | list[str]) -> tuple[Fault, ...]:
@@ -37,5 +38,5 @@ def parse_faults(specs: tuple[str, ...] | list[str]) -> tuple[Fault, ...]:
     return tuple(faults)
 
 
-def active(faults: tuple[Fault, ...], kind: str, batch_index: int) -> bool:
-    return any(f.kind == kind and f.hits(batch_index) for f in faults)
+def active(faults: tuple[Fault, ...], kind: str, batch_number: int) -> bool:
+    return any(f.kind == kind and f.hits(batch_number) for f in faults)

@@ -34,12 +34,12 @@ class SpikeGuard:
         self.consecutive = 0
         self.onset_step: int | None = None  # first step of the current run of outliers
 
-    def _outlier(self, name: str, value: float, history: deque[float]) -> str:
+    def _outlier(self, name: str, value: float, history: deque[float], min_rel_std: float) -> str:
         if len(history) < self.cfg.window:
             return ""
         mean = math.fsum(history) / len(history)
         std = math.sqrt(math.fsum((v - mean) ** 2 for v in history) / len(history))
-        std = max(std, self.cfg.min_rel_std * abs(mean))
+        std = max(std, min_rel_std * abs(mean))
         limit = mean + self.cfg.k * std
         return f"{name} {value:.4g} > mean {mean:.4g} + {self.cfg.k:g}σ ({limit:.4g})" if value > limit else ""
 
@@ -48,7 +48,8 @@ class SpikeGuard:
         if not math.isfinite(loss) or not math.isfinite(grad_norm):
             kind, reason = "nan", f"non-finite loss {loss} / grad norm {grad_norm}"
         else:
-            reason = self._outlier("loss", loss, self.losses) or self._outlier("grad norm", grad_norm, self.norms)
+            reason = (self._outlier("loss", loss, self.losses, self.cfg.min_rel_std)
+                      or self._outlier("grad norm", grad_norm, self.norms, self.cfg.grad_min_rel_std))
             kind = "spike" if reason else ""
         if not kind:
             self.consecutive, self.onset_step = 0, None

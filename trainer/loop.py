@@ -215,8 +215,10 @@ class Trainer:
             self._write_run_json("running")
         self._barrier()
 
-    def _event(self, kind: str, detail: str, loss: float = float("nan")) -> None:
-        step = self.progress.step
+    def _event(self, kind: str, detail: str, loss: float = float("nan"), step: int | None = None) -> None:
+        """Record an event at ``step`` (default: the completed-step count, as for checkpoints and resumes;
+        events inside a step pass that step's 1-based number, the step its scalar rows are logged at)."""
+        step = self.progress.step if step is None else step
         self.progress.events.append({"step": step, "kind": kind, "detail": detail,
                                      "loss": None if math.isnan(loss) else loss})
         self.report.event(step, kind, detail, loss)
@@ -287,11 +289,12 @@ class Trainer:
         c, p = self.config, self.progress
         batches = [self.data.train_micro_batch(p.cursor, self.rank, j, c.grad_accum, c.batch_size,
                                                self.model_cfg.doc_mask) for j in range(c.grad_accum)]
-        index = p.cursor // self.global_batch
-        if active(self.faults, "bad_batch", index):
-            seed = (c.seed * 1_000_003 + index) * 64 + self.rank
+        number = p.cursor // self.global_batch + 1
+        if active(self.faults, "bad_batch", number):
+            seed = (c.seed * 1_000_003 + number) * 64 + self.rank
             batches = [random_batch(b, self.model_cfg.vocab_size, seed * 1024 + j) for j, b in enumerate(batches)]
-            self._event("fault_injected", f"bad_batch: batch {index} replaced with uniform random tokens")
+            self._event("fault_injected", f"bad_batch: global batch {number} replaced with uniform random tokens",
+                        step=p.step + 1)
         return batches
 
     def _step(self) -> dict[str, float]:
@@ -315,10 +318,10 @@ class Trainer:
             scaled = loss * scale
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             loss_sum += loss.detach()
-        index = p.cursor // self.global_batch
-        if active(self.faults, "nan", index):
+        number = p.cursor // self.global_batch + 1
+        if active(self.faults, "nan", number):
             next(self.raw.parameters()).grad.view(-1)[0] = float("nan")
-            self._event("fault_injected", f"nan: gradients of batch {index} made non-finite")
+            self._event("fault_injected", f"nan: gradients of global batch {number} made non-finite", step=p.step + 1)
         loss_value = self._all_sum(float(loss_sum)) / max(n_targets, 1.0)
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
@@ -332,10 +335,10 @@ class Trainer:
             self.scaler.update()
             p.skipped_steps += 1
             self._event("nan", f"non-finite fp16 gradients: update skipped, loss scale {loss_scale:g} -> "
-                               f"{self.scaler.get_scale():g}", loss_value)
+                               f"{self.scaler.get_scale():g}", loss_value, step=p.step + 1)
             verdict_action = "skip"
         else:
-            verdict = self.guard.check(p.step, loss_value, grad_norm, p.rollbacks)
+            verdict = self.guard.check(p.step + 1, loss_value, grad_norm, p.rollbacks)
             verdict_action = verdict.action
             if verdict.action == "ok":
                 if self.scaler:
@@ -351,14 +354,14 @@ class Trainer:
                 if verdict.action == "skip":
                     p.skipped_steps += 1
                     self._event("nan" if verdict.kind == "nan" else "spike_skip",
-                                f"update skipped: {verdict.reason}", loss_value)
+                                f"update skipped: {verdict.reason}", loss_value, step=p.step + 1)
                 elif verdict.action == "rollback":
                     self.optimizer.zero_grad(set_to_none=True)
                     self._rollback(verdict.reason, loss_value)
                     return {}
                 else:
-                    self._event("rollback", f"giving up: {verdict.reason}", loss_value)
-                    raise SpikeGuardGaveUp(f"run {self.run_id} step {p.step}: {verdict.reason}")
+                    self._event("rollback", f"giving up: {verdict.reason}", loss_value, step=p.step + 1)
+                    raise SpikeGuardGaveUp(f"run {self.run_id} step {p.step + 1}: {verdict.reason}")
         self.optimizer.zero_grad(set_to_none=True)
         if math.isnan(p.first_loss):
             p.first_loss = loss_value
@@ -378,7 +381,7 @@ class Trainer:
     def _rollback(self, reason: str, loss: float) -> None:
         """Back to the newest good checkpoint before the spike began, past the offending data."""
         p, g = self.progress, self.config.guard
-        onset = self.guard.onset_step if self.guard.onset_step is not None else p.step
+        onset = self.guard.onset_step if self.guard.onset_step is not None else p.step + 1
         loaded = checkpoint.load_latest(self.run_dir, self.identity, before=onset)
         if loaded is None:
             raise SpikeGuardGaveUp(f"run {self.run_id}: spike at step {onset} and no checkpoint before it")
@@ -387,7 +390,8 @@ class Trainer:
         p.cursor += self.global_batch * (1 + g.rollback_skip_batches)
         skipped_to = p.cursor
         self._event("rollback", f"{reason}; back to {loaded.path.name}, data skipped to row {skipped_to}, "
-                                f"lr scale {p.lr_scale:g} (rollback {p.rollbacks}/{g.max_rollbacks})", loss)
+                                f"lr scale {p.lr_scale:g} (rollback {p.rollbacks}/{g.max_rollbacks})", loss,
+                    step=p.step + 1)
         self._restore(loaded.state, keep_lifetime=True)
         if self.rank == 0:
             # Later checkpoints belong to the abandoned timeline; resuming from one would replay the spike.

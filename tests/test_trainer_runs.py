@@ -1,0 +1,216 @@
+"""End-to-end trainer runs (in-process, tiny preset, CPU) on a real dataset version of the sample corpus."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from metrics.store import connect
+from tests.trainer_fixtures import dataset_home, fresh_home
+from trainer import RunResult, SpikeGuardGaveUp, build_config, train
+from trainer.cli import main as cli_main
+from trainer.data import TokenData, resolve_data
+
+BASE = {"max_steps": 200, "log_every": 20, "eval_every": 100, "ckpt_every": 50, "guard": {"window": 50}}
+FAULT_STEP = 120
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return dataset_home(tmp_path_factory)
+
+
+def _run(home: Path, out: Path, **overrides: object) -> RunResult:
+    settings = {**BASE, **overrides, "guard": {**BASE["guard"], **overrides.get("guard", {})}}  # type: ignore[dict-item]
+    return train(build_config("tiny", None, {"home": str(home), "out": str(out), **settings}))
+
+
+@pytest.fixture(scope="module")
+def clean(data_home: Path, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    home = fresh_home(data_home, tmp_path_factory.mktemp("clean"))
+    return _run(home, home / "runs" / "clean")
+
+
+def _kinds(result: RunResult) -> list[tuple[int, str]]:
+    return [(e["step"], e["kind"]) for e in result.events if e["kind"] != "checkpoint"]
+
+
+# ---------------------------------------------------------------------------------------- learning
+
+
+def test_tiny_loss_falls_well_below_unigram_entropy(clean: RunResult, data_home: Path) -> None:
+    data = TokenData(resolve_data(data_home, None), seed=0, eval_rows=32)
+    unigram = data.unigram_entropy()
+    data.close()
+    assert clean.status == "completed" and clean.final_step == 200
+    assert clean.first_loss == pytest.approx(math.log(1024), abs=0.3)  # a fresh model is near uniform
+    assert clean.final_loss < unigram - 0.8, (clean.final_loss, unigram)
+    assert _kinds(clean) == []  # no false alarms from the spike guard on a healthy run
+
+
+def test_run_json_and_metrics_rows(clean: RunResult) -> None:
+    info = json.loads((clean.run_dir / "run.json").read_text())
+    assert info["status"] == "completed" and info["final_step"] == 200
+    assert info["params_sha256"] == clean.params_sha256 and len(clean.params_sha256) == 64
+    assert info["config"]["model"]["vocab_size"] == 1024 and info["config"]["model"]["seq_len"] == 128
+    assert len(info["data"]["manifest_sha256"]) == 64 and info["data"]["version"].startswith("v")
+    assert info["final_loss"] == pytest.approx(clean.final_loss)
+    assert info["first_loss"] == pytest.approx(clean.first_loss)
+
+    home = clean.run_dir.parents[1]
+    parts = list((home / "metrics" / "trainer").glob("part-*.parquet"))
+    assert 200 // 20 <= len(parts) <= 200 // 20 + 3  # one part per log interval, plus start and end
+    con = connect(home)
+    run_rows = dict(con.execute(
+        "SELECT name, arg_max(value, ts) FROM metrics WHERE run = ? AND stage = 'run' GROUP BY name", ["clean"]
+    ).fetchall())
+    status = con.execute("SELECT arg_max(key, ts) FROM metrics WHERE run = 'clean' AND name = 'status'").fetchone()
+    assert status == ("completed",)
+    assert run_rows["params"] == clean.params and run_rows["non_embedding_params"] == clean.non_embedding_params
+    assert run_rows["final_loss"] == pytest.approx(clean.final_loss)
+    assert run_rows["final_step"] == 200 and run_rows["max_steps"] == 200
+    # Every row of every step is real: 200 steps x 8 rows x up to 127 targets each.
+    assert run_rows["tokens_trained"] == clean.tokens_trained
+    assert 0.9 * 200 * 8 * 127 < clean.tokens_trained <= 200 * 8 * 127
+    names = {n for (n,) in con.execute("SELECT DISTINCT name FROM train_scalars WHERE run = 'clean'").fetchall()}
+    assert {"loss", "lr", "grad_norm", "loss_scale", "tokens_per_s", "mfu", "tokens_seen"} <= names
+    steps = con.execute("SELECT min(step), max(step), count(DISTINCT step) FROM train_scalars "
+                        "WHERE run = 'clean' AND name = 'loss'").fetchone()
+    assert steps == (1, 200, 200)
+    val = con.execute("SELECT step, value FROM metrics WHERE run = 'clean' AND stage = 'eval' ORDER BY step").fetchall()
+    assert [s for s, _ in val] == [100, 200] and val[-1][1] == pytest.approx(clean.final_loss)
+
+
+def test_rerun_of_completed_run_trains_nothing(clean: RunResult) -> None:
+    parts = sorted((clean.run_dir.parents[1] / "metrics").rglob("part-*"))
+    again = _run(clean.run_dir.parents[1], clean.run_dir)
+    assert again.steps_run == 0 and again.params_sha256 == clean.params_sha256
+    assert sorted((clean.run_dir.parents[1] / "metrics").rglob("part-*")) == parts
+
+
+# ------------------------------------------------------------------------------------------ faults
+
+
+@pytest.mark.parametrize(("fault", "kind"), [("bad_batch", "spike_skip"), ("nan", "nan")])
+def test_injected_fault_is_detected_and_survived(fault: str, kind: str, clean: RunResult, data_home: Path,
+                                                 tmp_path: Path) -> None:
+    home = fresh_home(data_home, tmp_path)
+    result = _run(home, home / "runs" / fault, inject_faults=[f"{fault}@{FAULT_STEP}"])
+    assert _kinds(result) == [(FAULT_STEP, "fault_injected"), (FAULT_STEP, kind)]
+    assert result.status == "completed" and result.final_step == 200
+    assert abs(result.final_loss - clean.final_loss) <= 0.05 * clean.final_loss
+    events = connect(home).execute("SELECT step, name FROM metrics WHERE stage = 'event' AND name <> 'checkpoint'")
+    assert sorted(events.fetchall()) == [(FAULT_STEP, "fault_injected"), (FAULT_STEP, kind)]
+
+
+def test_persistent_spike_rolls_back_and_skips_the_data(clean: RunResult, data_home: Path, tmp_path: Path) -> None:
+    home = fresh_home(data_home, tmp_path)
+    result = _run(home, home / "runs" / "spiky", inject_faults=[f"bad_batch@{FAULT_STEP}-{FAULT_STEP + 9}"])
+    kinds = _kinds(result)
+    # Three bad batches in a row (persist = 3), then back to the step-100 checkpoint, past the bad window.
+    assert kinds[:6] == [(120, "fault_injected"), (120, "spike_skip"), (121, "fault_injected"),
+                         (121, "spike_skip"), (122, "fault_injected"), (122, "rollback")]
+    assert kinds[6:] == []
+    rollback = next(e for e in result.events if e["kind"] == "rollback")
+    assert "step-00000100" in rollback["detail"]
+    assert result.status == "completed" and result.final_step == 200
+    assert abs(result.final_loss - clean.final_loss) <= 0.05 * clean.final_loss
+
+
+def test_guard_gives_up_after_max_rollbacks(data_home: Path, tmp_path: Path) -> None:
+    home = fresh_home(data_home, tmp_path)
+    with pytest.raises(SpikeGuardGaveUp, match="max_rollbacks = 0"):
+        _run(home, home / "runs" / "doomed", inject_faults=["bad_batch@40-60"],
+             guard={"window": 20, "max_rollbacks": 0})
+    info = json.loads((home / "runs" / "doomed" / "run.json").read_text())
+    assert info["status"] == "failed" and info["events"][-1]["kind"] == "failed"
+    status = connect(home).execute("SELECT arg_max(key, ts) FROM metrics WHERE name = 'status'").fetchone()
+    assert status == ("failed",)
+
+
+# ------------------------------------------------------------------------------------------- fp16
+
+
+def test_fp16_loss_scaling_grows_backs_off_and_skips(data_home: Path, tmp_path: Path) -> None:
+    home = fresh_home(data_home, tmp_path)
+    result = _run(home, home / "runs" / "fp16", precision="fp16", max_steps=40, inject_faults=["nan@30"],
+                  scaler={"growth_interval": 10})
+    assert result.status == "completed" and math.isfinite(result.final_loss)
+    assert result.final_loss < result.first_loss - 0.5
+    nan = [e for e in result.events if e["kind"] == "nan"]
+    assert len(nan) == 1 and nan[0]["step"] == 30 and "fp16" in nan[0]["detail"]
+    scales = dict(connect(home).execute(
+        "SELECT step, value FROM train_scalars WHERE name = 'loss_scale' ORDER BY step").fetchall())
+    # Logged scale is the one the step ran with: x2 after every 10 good steps, halved by the overflow.
+    assert scales[1] == 2.0**16 and scales[11] == 2.0**17 and scales[30] == 2.0**18 and scales[31] == 2.0**17
+    assert json.loads((home / "runs" / "fp16" / "run.json").read_text())["skipped_steps"] == 1
+
+
+# ------------------------------------------------------------------------------------- checkpoints
+
+
+def test_corrupt_newest_checkpoint_falls_back_and_retrains_identically(clean: RunResult, data_home: Path,
+                                                                      tmp_path: Path) -> None:
+    home = fresh_home(data_home, tmp_path)
+    out = home / "runs" / "copy"
+    shutil.copytree(clean.run_dir, out)
+    state = out / "checkpoints" / "step-00000200" / "state.pt"
+    data = bytearray(state.read_bytes())
+    data[-100] ^= 0x01
+    state.write_bytes(bytes(data))
+    result = _run(home, out)
+    assert result.steps_run == 50  # from step 150, the newest checkpoint that verifies
+    resume = next(e for e in result.events if e["kind"] == "resume")
+    assert "step-00000150" in resume["detail"] and "corrupt step-00000200" in resume["detail"]
+    assert result.params_sha256 == clean.params_sha256
+
+
+# ------------------------------------------------------------------------------------- bad inputs
+
+
+def test_missing_data_version_is_a_clear_error(data_home: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    home = fresh_home(data_home, tmp_path)
+    assert cli_main(["--home", str(home), "--data", "v0000nosuch", "--max-steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "dataset v0000nosuch not found" in err and "versions under" in err and "pipelines.build" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli_main(["--home", str(empty), "--max-steps", "1"]) == 2
+    assert "no versions under" in capsys.readouterr().err
+
+
+def test_checksum_mismatch_is_a_clear_error(data_home: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    version = resolve_data(data_home, None)
+    copy = tmp_path / "data" / "versions" / version.name
+    shutil.copytree(version, copy)
+    shard = sorted((copy / "shards").glob("*.arrow"))[0]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    shard.write_bytes(bytes(data))
+    assert cli_main(["--home", str(tmp_path), "--data", str(copy), "--max-steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "failed verification" in err and shard.name in err and "sha256" in err
+
+
+def test_incompatible_checkpoint_is_a_clear_error(clean: RunResult, capsys: pytest.CaptureFixture[str]) -> None:
+    home = clean.run_dir.parents[1]
+    args = ["--home", str(home), "--out", str(clean.run_dir), "--max-steps", "200", "--set", "model.d_model=32"]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert "was made for a different run" in err and "--out" in err
