@@ -20,7 +20,7 @@ def command(port: int, host: str) -> list[str]:
     """The streamlit command line the server runs with."""
     return [sys.executable, "-m", "streamlit", "run", str(APP),
             "--server.address", host, "--server.port", str(port), "--server.headless", "true",
-            "--browser.gatherUsageStats", "false",
+            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
             # The app's files do not change under a running server; watching them only costs CPU.
             "--server.fileWatcherType", "none"]
 

@@ -72,7 +72,8 @@ else:
     if not reasons.empty:
         st.subheader("Drop reasons")
         drops = alt.Chart(reasons).mark_bar().encode(
-            y=alt.Y("reason:N", sort="-x", title=None), x=alt.X("n:Q", title="documents dropped"),
+            y=alt.Y("reason:N", sort="-x", title=None, axis=alt.Axis(labelLimit=320)),
+            x=alt.X("n:Q", title="documents dropped"),
             color=alt.Color("stage:N", sort=order), tooltip=["stage", "reason", "n"])
         st.altair_chart(drops, width="stretch")
         download(reasons, f"drop-reasons-{version}", "reasons")

@@ -75,7 +75,8 @@ if fit_law is not None:
     st.subheader("Loss against tokens, per model size")
     st.caption("Points: the runs the fit used. Lines: the fitted L(N, D). Bands: 95% of "
                f"{analysis.BOOTSTRAP} bootstrap refits.")
-    n_color = alt.Color("params:O", title="parameters N", legend=alt.Legend(format=".3s"))
+    n_color = alt.Color("params:O", title="parameters N", legend=alt.Legend(format=".3s"),
+                        scale=alt.Scale(scheme="tableau10"))
     layers = [alt.Chart(curves).mark_area(opacity=0.15).encode(
         x=alt.X(**log_axis("tokens", "tokens D")), y="lo:Q", y2="hi:Q", color=n_color)] if samples else []
     layers.append(alt.Chart(curves).mark_line().encode(
@@ -94,7 +95,8 @@ if fit_law is not None:
     n_lo, n_hi = ((points["params"].min() / 4, points["params"].max() * 4) if not points.empty else (1e5, 1e9))
     iso = analysis.isoflop_curves(fit_law, samples, budgets, np.geomspace(n_lo, n_hi, 80))
     optima = analysis.isoflop_optima(fit_law, budgets)
-    c_color = alt.Color("compute:O", title="compute C (FLOPs)", legend=alt.Legend(format=".2e"))
+    c_color = alt.Color("compute:O", title="compute C (FLOPs)", legend=alt.Legend(format=".2e"),
+                        scale=alt.Scale(scheme="tableau10"))
     layers = [alt.Chart(iso).mark_area(opacity=0.12).encode(
         x=alt.X(**log_axis("params", "parameters N")), y="lo:Q", y2="hi:Q", color=c_color)] if samples else []
     layers += [

@@ -73,19 +73,21 @@ def curve_chart(curve: pd.DataFrame, events: pd.DataFrame, name: str) -> alt.Lay
     x_title = "step" if x_axis == "step" else "wall time (minutes since the run's first row)"
     x = alt.X("x:Q", title=x_title, scale=alt.Scale(type="log" if log_x else "linear"))
     y = alt.Scale(type="log" if log_y else "linear", zero=False)
-    base = alt.Chart(curve).encode(x=x, color=alt.Color("run:N", title="run"))
-    raw = base.mark_line(opacity=0.25 if smoothing > 0 else 1.0, strokeWidth=1).encode(
-        y=alt.Y("value:Q", title=LABELS[name], scale=y), tooltip=["run", "step", "x", "value"])
-    layers = [raw]
+    base = alt.Chart(curve).encode(x=x, color=alt.Color("run:N", title="run", scale=alt.Scale(scheme="tableau10")))
+    lines = [base.mark_line(opacity=0.25 if smoothing > 0 else 1.0, strokeWidth=1).encode(
+        y=alt.Y("value:Q", title=LABELS[name], scale=y), tooltip=["run", "step", "x", "value"])]
     if smoothing > 0:
-        layers.append(base.mark_line(strokeWidth=2).encode(
+        lines.append(base.mark_line(strokeWidth=2).encode(
             y=alt.Y("smoothed:Q", scale=y), tooltip=["run", "step", "x", "smoothed"]))
+    chart = alt.layer(*lines)
     if not events.empty:
-        layers.append(alt.Chart(events).mark_rule(strokeDash=[4, 3], size=1.5).encode(
+        markers = alt.Chart(events).mark_rule(strokeDash=[4, 3], size=1.5).encode(
             x="x:Q", color=alt.Color("kind:N", title="event",
                                      scale=alt.Scale(domain=list(EVENT_COLORS), range=list(EVENT_COLORS.values()))),
-            tooltip=["run", "step", "kind", "detail", "loss"]))
-    return alt.layer(*layers).resolve_scale(color="independent").properties(height=260)
+            tooltip=["run", "step", "kind", "detail", "loss"])
+        # Raw and smoothed lines share one run legend; event kinds get their own.
+        chart = alt.layer(chart, markers).resolve_scale(color="independent")
+    return chart.properties(height=260)
 
 
 def curves() -> None:
