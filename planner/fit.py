@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize
 
-from planner.laws import ChinchillaLaw
+from planner.laws import ChinchillaLaw, KaplanLaw
 
 HUBER_DELTA = 1e-3
 
@@ -42,8 +41,9 @@ TOKEN_COLUMNS = ("tokens_d", "tokens", "n_tokens", "num_tokens", "training_token
 FLOP_COLUMNS = ("flops_c", "flops", "training_flop", "training_flops", "compute", "compute_flops", "c")
 LOSS_COLUMNS = ("loss", "final_loss", "eval_loss", "val_loss", "validation_loss", "l")
 
-# Names a trainer run writes to the metrics store (source 'trainer', any stage), one value per run.
-METRIC_LOSS, METRIC_PARAMS, METRIC_TOKENS = "final_loss", "params", "tokens"
+# Names a trainer run writes to the metrics store (source 'trainer', stage 'run'; docs/metrics.md).
+METRIC_LOSS, METRIC_PARAMS, METRIC_TOKENS = "final_loss", "params", "tokens_trained"
+METRIC_NON_EMBEDDING = "non_embedding_params"
 
 MIN_RUNS = 5  # five free parameters
 
@@ -60,6 +60,8 @@ class Runs:
     d: np.ndarray
     loss: np.ndarray
     source: str = ""
+    # Non-embedding parameter counts for the Kaplan form, when the source knows them (else N is used).
+    n_kaplan: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not (len(self.n) == len(self.d) == len(self.loss)):
@@ -117,33 +119,47 @@ def read_csv(path: str | os.PathLike[str]) -> Runs:
 
 
 def read_metrics(home: str | os.PathLike[str]) -> Runs:
-    """Runs from the metrics store under ``home``: per trainer run, the newest final_loss, params and tokens.
+    """Completed trainer runs from the metrics store under ``home`` (docs/metrics.md, "What the trainer writes").
 
-    Runs missing any of the three names are left out (an unfinished run has no final_loss yet).
+    Per run (``source = 'trainer'``, ``stage = 'run'``): the newest ``status`` row must say ``completed``; the
+    newest ``final_loss``, ``tokens_trained`` and ``params`` (else ``non_embedding_params``) are used. Kaplan
+    fits use ``non_embedding_params`` where written. ``home`` may also be the ``metrics`` folder itself.
     """
     from metrics.store import connect  # read-only use of the store, as the architecture allows
 
+    home = Path(home)
+    if home.name == "metrics" and not (home / "metrics").is_dir():
+        home = home.parent
     con = connect(home)
     rows = con.execute(
         """
-        SELECT run, name, arg_max(value, ts) AS value
+        SELECT run, name, arg_max(value, ts) AS value, arg_max(key, ts) AS key
         FROM metrics
-        WHERE source = 'trainer' AND name IN (?, ?, ?)
+        WHERE source = 'trainer' AND stage = 'run' AND name IN ('status', ?, ?, ?, ?)
         GROUP BY run, name
         """,
-        [METRIC_LOSS, METRIC_PARAMS, METRIC_TOKENS],
+        [METRIC_LOSS, METRIC_PARAMS, METRIC_NON_EMBEDDING, METRIC_TOKENS],
     ).fetchall()
-    per_run: dict[str, dict[str, float]] = {}
-    for run, name, value in rows:
-        per_run.setdefault(run, {})[name] = value
-    complete = sorted(r for r, v in per_run.items() if len(v) == 3)
+    per_run: dict[str, dict[str, float | str]] = {}
+    for run, name, value, key in rows:
+        per_run.setdefault(run, {})[name] = key if name == "status" else value
+    complete = sorted(
+        r for r, v in per_run.items()
+        if v.get("status") == "completed" and METRIC_LOSS in v and METRIC_TOKENS in v
+        and (METRIC_PARAMS in v or METRIC_NON_EMBEDDING in v)
+    )
     if len(complete) < MIN_RUNS:
         raise FitError(
-            f"metrics store at {home}: {len(complete)} trainer runs have all of "
-            f"'{METRIC_LOSS}', '{METRIC_PARAMS}', '{METRIC_TOKENS}'; need at least {MIN_RUNS}"
+            f"metrics store at {home}: {len(complete)} completed trainer runs have '{METRIC_LOSS}', "
+            f"'{METRIC_TOKENS}' and '{METRIC_PARAMS}' (or '{METRIC_NON_EMBEDDING}'); need at least {MIN_RUNS}"
         )
-    pick = lambda name: np.array([per_run[r][name] for r in complete])  # noqa: E731
-    return Runs(pick(METRIC_PARAMS), pick(METRIC_TOKENS), pick(METRIC_LOSS), source=f"metrics:{home}")
+    def pick(run: str, *names: str) -> float:
+        return float(next(per_run[run][n] for n in names if n in per_run[run]))
+
+    n = np.array([pick(r, METRIC_PARAMS, METRIC_NON_EMBEDDING) for r in complete])
+    n_kaplan = np.array([pick(r, METRIC_NON_EMBEDDING, METRIC_PARAMS) for r in complete])
+    return Runs(n, np.array([pick(r, METRIC_TOKENS) for r in complete]),
+                np.array([pick(r, METRIC_LOSS) for r in complete]), source=f"metrics:{home}", n_kaplan=n_kaplan)
 
 
 def _objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray,
@@ -170,6 +186,8 @@ def _objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: n
 
 
 def _minimise(start: np.ndarray, args: tuple[np.ndarray, ...]) -> tuple[float, np.ndarray]:
+    from scipy.optimize import minimize  # imported when fitting: `planner --compute` must start fast
+
     # Tight tolerances: Besiroglu et al. 2024 trace the original's implausibly narrow intervals to an optimiser
     # that stopped early; the objective here is small (~1e-5 per run), so scipy's default gtol is loose.
     res = minimize(_objective, start, args=args, jac=True, method="L-BFGS-B",
@@ -346,4 +364,183 @@ def drop_highest_loss(runs: Runs, k: int) -> Runs:
     if k <= 0:
         return runs
     keep = np.sort(np.argsort(runs.loss, kind="stable")[: len(runs) - k])
-    return Runs(runs.n[keep], runs.d[keep], runs.loss[keep], source=runs.source)
+    return Runs(runs.n[keep], runs.d[keep], runs.loss[keep], source=runs.source,
+                n_kaplan=None if runs.n_kaplan is None else runs.n_kaplan[keep])
+
+
+# Kaplan joint form L = [(N_c/N)^(aN/aD) + D_c/D]^aD, fitted the same way (Huber on log loss, L-BFGS from a grid).
+KAPLAN_GRID = tuple(itertools.product((20.0, 25.0, 30.0, 35.0), (20.0, 25.0, 30.0, 35.0),
+                                      (math.log(0.05), math.log(0.1), math.log(0.3)),
+                                      (math.log(0.05), math.log(0.1), math.log(0.3))))
+KAPLAN_STARTS = 16
+
+
+def _kaplan_objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray,
+                      weights: np.ndarray) -> tuple[float, np.ndarray]:
+    """Summed Huber(log L_pred - log L) and its gradient in (log N_c, log D_c, log alpha_N, log alpha_D).
+
+    The exponents are optimised through their logs so that they stay positive without bounds.
+    """
+    # Clipped so a wild line-search probe gives a large finite value instead of overflowing.
+    log_nc, log_dc = theta[0], theta[1]
+    a_n, a_d = math.exp(min(max(theta[2], -20.0), 5.0)), math.exp(min(max(theta[3], -20.0), 5.0))
+    x = log_nc - log_n
+    u = a_n / a_d * x
+    v = log_dc - log_d
+    lse = np.logaddexp(u, v)
+    r = a_d * lse - log_l
+    g = np.clip(r, -HUBER_DELTA, HUBER_DELTA)
+    wg = weights * g
+    share_u = np.exp(u - lse)  # d lse / du; d lse / dv = 1 - share_u
+    # Sums, not `@`: a BLAS dot may start threads, which only contend at this size (see _batched_objective).
+    grad = np.array([a_n * (wg * share_u).sum(), a_d * (wg * (1 - share_u)).sum(), a_n * (wg * share_u * x).sum(),
+                     a_d * (wg * (lse - share_u * u)).sum()])
+    return float((weights * g * (r - 0.5 * g)).sum()), grad
+
+
+@dataclass(frozen=True)
+class KaplanFit:
+    law: KaplanLaw
+    objective: float
+    n_runs: int
+    samples: np.ndarray = field(default_factory=lambda: np.empty((0, 4)))  # (N_c, D_c, alpha_N, alpha_D) rows
+    level: float = 0.95
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        if len(self.samples) == 0:
+            return {}
+        lo, hi = 50 * (1 - self.level), 50 * (1 + self.level)
+        return {k: (float(np.percentile(self.samples[:, i], lo)), float(np.percentile(self.samples[:, i], hi)))
+                for i, k in enumerate(("N_c", "D_c", "alpha_N", "alpha_D"))}
+
+    def as_dict(self) -> dict[str, float]:
+        return {"N_c": self.law.N_c, "D_c": self.law.D_c, "alpha_N": self.law.alpha_N, "alpha_D": self.law.alpha_D}
+
+
+def _kaplan_minimise(start: np.ndarray, args: tuple[np.ndarray, ...]) -> tuple[float, np.ndarray]:
+    from scipy.optimize import minimize
+
+    # Plain BFGS (numpy on 4 x 4 matrices), not L-BFGS-B: scipy's L-BFGS-B calls multi-threaded BLAS, which on a
+    # busy 2-core machine made this fit ~40x slower.
+    res = minimize(_kaplan_objective, start, args=args, jac=True, method="BFGS", options={"gtol": 1e-10,
+                                                                                           "maxiter": 2000})
+    return float(res.fun), res.x
+
+
+def fit_kaplan(runs: Runs, bootstrap: int = 100, seed: int = 0, level: float = 0.95) -> KaplanFit:
+    """Kaplan et al. 2020's joint L(N, D) fitted to ``runs`` (N = ``runs.n_kaplan`` when known, else ``runs.n``).
+
+    The compute-optimal frontier constants (1.3e9, 0.73) are Kaplan's own and are not refitted: they came from
+    learning-curve envelopes, which final losses alone do not carry.
+    """
+    n = runs.n if runs.n_kaplan is None else runs.n_kaplan
+    args = (np.log(n), np.log(runs.d), np.log(runs.loss), np.ones(len(runs)))
+    # Descend from the 16 grid points with the lowest starting objective: the rest start far up the flat Huber
+    # plateau and, on the Chinchilla runs and the synthetic tests, all end at one of the same optima.
+    starts = sorted(KAPLAN_GRID, key=lambda start: _kaplan_objective(np.array(start), *args)[0])[:KAPLAN_STARTS]
+    best_value, best_theta = math.inf, None
+    for start in starts:
+        value, theta = _kaplan_minimise(np.array(start), args)
+        if value < best_value:
+            best_value, best_theta = value, theta
+    assert best_theta is not None
+    samples = np.empty((0, 4))
+    if bootstrap > 0:
+        rng = np.random.default_rng(seed)
+        rows = []
+        for _ in range(bootstrap):
+            weights = np.bincount(rng.integers(0, len(runs), len(runs)), minlength=len(runs)).astype(float)
+            _, theta = _kaplan_minimise(best_theta, args[:3] + (weights,))
+            rows.append(np.exp(theta))
+        samples = np.array(rows)
+    n_c, d_c, alpha_n, alpha_d = (float(v) for v in np.exp(best_theta))
+    law = KaplanLaw(N_c=n_c, D_c=d_c, alpha_N=alpha_n, alpha_D=alpha_d)
+    return KaplanFit(law=law, objective=best_value, n_runs=len(runs), samples=samples, level=level)
+
+
+def _power_law(c: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(exponent a, coefficient k) of y = k C^a by least squares in log space."""
+    a, log_k = np.polyfit(np.log(c), np.log(y), 1)
+    return float(a), float(math.exp(log_k))
+
+
+def approach1(runs: Runs) -> dict[str, float | int] | None:
+    """Hoffmann et al. Approach 1 on final losses: the runs on the minimum-loss envelope over FLOPs (no run with
+    less compute reached a lower loss), then N_opt = k C^a and D_opt = k' C^b fitted along it.
+
+    None when fewer than 3 envelope points span at least half a decade of compute (no envelope to fit).
+    """
+    c = 6.0 * runs.n * runs.d
+    order = np.argsort(c, kind="stable")
+    envelope, best = [], math.inf
+    for i in order:
+        if runs.loss[i] < best:
+            best = runs.loss[i]
+            envelope.append(i)
+    idx = np.array(envelope)
+    if len(idx) < 3 or math.log10(c[idx].max() / c[idx].min()) < 0.5 or len(set(runs.n[idx])) < 3:
+        return None
+    a, k_n = _power_law(c[idx], runs.n[idx])
+    b, k_d = _power_law(c[idx], runs.d[idx])
+    return {"a": a, "b": b, "k_params": k_n, "k_tokens": k_d, "points": len(idx)}
+
+
+def isoflop_groups(runs: Runs, width_decades: float = 0.1) -> list[np.ndarray]:
+    """Indices of runs sharing a compute budget: sorted by log10 C, a group spans at most ``width_decades``."""
+    log_c = np.log10(6.0 * runs.n * runs.d)
+    order = np.argsort(log_c, kind="stable")
+    groups, current = [], [order[0]]
+    for i in order[1:]:
+        if log_c[i] - log_c[current[0]] <= width_decades:
+            current.append(i)
+        else:
+            groups.append(np.array(current))
+            current = [i]
+    groups.append(np.array(current))
+    return groups
+
+
+def approach2(runs: Runs) -> dict[str, float | int] | None:
+    """Approach 2 (IsoFLOP profiles): in every compute group with >= 3 model sizes, a parabola of loss in log N whose
+    minimum lies inside the sizes tried gives N_opt(C); then N_opt = k C^a, D_opt = C / 6 N_opt.
+
+    None when fewer than 2 groups give a minimum (no profile structure in the data).
+    """
+    points = []
+    for group in isoflop_groups(runs):
+        if len(set(np.round(np.log(runs.n[group]), 6))) < 3:
+            continue
+        x = np.log(runs.n[group])
+        curvature, slope, _ = np.polyfit(x, runs.loss[group], 2)
+        if curvature <= 0:
+            continue
+        x_min = -slope / (2 * curvature)
+        if not x.min() <= x_min <= x.max():
+            continue
+        points.append((float(np.exp(np.mean(np.log(6.0 * runs.n[group] * runs.d[group])))), float(np.exp(x_min))))
+    if len(points) < 2:
+        return None
+    c, n_opt = (np.array(v) for v in zip(*points, strict=True))
+    a, k_n = _power_law(c, n_opt)
+    b, k_d = _power_law(c, c / (6.0 * n_opt))
+    return {"a": a, "b": b, "k_params": k_n, "k_tokens": k_d, "groups": len(points)}
+
+
+def warnings_for(runs: Runs, result: FitResult) -> list[str]:
+    """Why the exponents may not be pinned: too few distinct sizes/token counts, or wide bootstrap intervals."""
+    out = []
+    sizes, budgets = len(set(np.round(runs.n, 0))), len(set(np.round(runs.d, 0)))
+    if sizes < 4:
+        out.append(f"only {sizes} distinct model sizes: alpha (how loss falls with N) is not pinned; "
+                   f"train at least 4 sizes spanning 8x or more")
+    if budgets < 4:
+        out.append(f"only {budgets} distinct token counts: beta (how loss falls with D) is not pinned; "
+                   f"train at least 4 token budgets")
+    if runs.n.max() / runs.n.min() < 8:
+        out.append(f"model sizes span only {runs.n.max() / runs.n.min():.1f}x (< 8x): exponents extrapolate poorly")
+    for key, (lo, hi) in result.intervals().items():
+        if key in ("alpha", "beta") and hi - lo > 0.5 * getattr(result.law, key):
+            out.append(f"the 95% interval of {key} [{lo:.3g}, {hi:.3g}] is wider than half its value "
+                       f"{getattr(result.law, key):.3g}: the grid is too small to pin this exponent")
+    return out
+

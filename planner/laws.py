@@ -90,3 +90,89 @@ class KaplanLaw:
 
 
 KAPLAN2020 = KaplanLaw()
+
+
+# Muennighoff et al. 2023, "Scaling Data-Constrained Language Models", Eq. 5 and their fitted decay constants:
+# the value of repeated tokens (and of parameters beyond what the unique data can use) decays exponentially.
+R_D_STAR = 15.39
+R_N_STAR = 5.31
+
+
+def effective_tokens(d: float, unique: float) -> float:
+    """D' = U + U R*_D (1 - exp(-R_D / R*_D)), R_D = D/U - 1 repeated epochs; D' = D with no repetition."""
+    if d <= unique:
+        return d
+    repeats = d / unique - 1.0
+    return unique + unique * R_D_STAR * (1.0 - math.exp(-repeats / R_D_STAR))
+
+
+def effective_params(n: float, unique_params: float) -> float:
+    """N' = U_N + U_N R*_N (1 - exp(-R_N / R*_N)), R_N = N/U_N - 1: parameters beyond U_N are worth less."""
+    if n <= unique_params:
+        return n
+    excess = n / unique_params - 1.0
+    return unique_params + unique_params * R_N_STAR * (1.0 - math.exp(-excess / R_N_STAR))
+
+
+def params_for_tokens(law: ChinchillaLaw, d: float) -> float:
+    """The N for which ``d`` tokens is the compute-optimal amount: N_opt / D_opt = G^2 (C/6)^((b-a)/(a+b))."""
+    # From D_opt = G^-1 (C/6)^(a/(a+b)): C/6 = (G D)^((a+b)/a), then N_opt = G (C/6)^(b/(a+b)).
+    return law.G * (law.G * d) ** (law.beta / law.alpha)
+
+
+def _minimise_log(fn, lo: float, hi: float) -> float:
+    from scipy.optimize import minimize_scalar  # scipy only when a constrained allocation is asked for
+
+    res = minimize_scalar(fn, bounds=(lo, hi), method="bounded", options={"xatol": 1e-9})
+    return math.exp(res.x)
+
+
+def data_constrained(law: ChinchillaLaw, compute: float, unique_tokens: float) -> dict[str, float]:
+    """The N minimising L(N', D') on 6ND = C when only ``unique_tokens`` exist (Muennighoff et al. 2023).
+
+    Returns params, tokens (seen, repeats included), epochs = tokens / unique, the effective D' and N', and the
+    predicted loss; the unconstrained optimum is recovered when the data suffices (epochs <= 1).
+    """
+    if not unique_tokens > 0:
+        raise ValueError(f"unique tokens must be positive, got {unique_tokens!r}")
+    n_free, _ = law.optimal(compute)
+    unique_params = params_for_tokens(law, unique_tokens)
+
+    def loss(n: float) -> float:
+        d = compute / (6.0 * n)
+        n_eff = effective_params(n, min(unique_params, n))
+        return law.loss(n_eff, effective_tokens(d, unique_tokens))
+
+    n = _minimise_log(lambda x: loss(math.exp(x)), math.log(n_free) - 6, math.log(n_free) + 6)
+    d = compute / (6.0 * n)
+    return {"params": n, "tokens": d, "epochs": d / unique_tokens,
+            "effective_tokens": effective_tokens(d, unique_tokens),
+            "effective_params": effective_params(n, min(unique_params, n)), "loss": loss(n),
+            "unique_tokens": unique_tokens}
+
+
+def inference_aware(law: ChinchillaLaw, compute: float, inference_tokens: float) -> dict[str, float]:
+    """Sardana et al. 2023: the (N, D) reaching the loss of the compute-optimal model at ``compute`` while
+    minimising training plus inference FLOPs, 6 N D + 2 N D_inf. Smaller N, more training tokens.
+    """
+    if not inference_tokens >= 0:
+        raise ValueError(f"inference tokens must be non-negative, got {inference_tokens!r}")
+    n_opt, d_opt = law.optimal(compute)
+    target = law.loss(n_opt, d_opt)
+
+    def tokens_for(n: float) -> float:
+        gap = target - law.E - law.A / n**law.alpha
+        return (law.B / gap) ** (1.0 / law.beta) if gap > 0 else math.inf
+
+    def total(log_n: float) -> float:
+        n = math.exp(log_n)
+        return math.log(6.0 * n * tokens_for(n) + 2.0 * n * inference_tokens)
+
+    # The smallest model that can reach the target at all has A/N^alpha = target - E; stay just above it.
+    n_min = (law.A / (target - law.E)) ** (1.0 / law.alpha)
+    n = _minimise_log(total, math.log(n_min) + 1e-6, math.log(n_opt) + 1e-9)
+    d = tokens_for(n)
+    return {"params": n, "tokens": d, "loss": target, "training_compute": 6.0 * n * d,
+            "inference_compute": 2.0 * n * inference_tokens,
+            "total_compute": 6.0 * n * d + 2.0 * n * inference_tokens,
+            "chinchilla_total_compute": compute + 2.0 * n_opt * inference_tokens}

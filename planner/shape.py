@@ -113,7 +113,8 @@ def shape_for(n: float, counted: str = "total", vocab: int = DEFAULT_VOCAB, mlp:
     """The shape whose parameter count (``counted``: total or non_embedding) is within 5% of ``n``.
 
     d_model is a multiple of 128, head dim 128 (64 below d_model 2048), FFN by :func:`ffn_for`. Among shapes
-    within tolerance, the one nearest :func:`target_aspect` wins, with a small pull toward the exact count.
+    within tolerance, the one nearest :func:`target_aspect` wins, with a small pull toward the exact count and
+    a preference for head counts divisible by 8.
     """
     if counted not in ("total", "non_embedding"):
         raise ShapeError(f"counted must be 'total' or 'non_embedding', got {counted!r}")
@@ -136,7 +137,8 @@ def shape_for(n: float, counted: str = "total", vocab: int = DEFAULT_VOCAB, mlp:
             if nearest is None or error < nearest[0]:
                 nearest = (error, shape)
             if error <= SHAPE_TOLERANCE:
-                score = abs(math.log(d_model / layers / aspect)) + 4.0 * error
+                # Head counts divisible by 8 keep every tensor-parallel degree up to a full node available.
+                score = abs(math.log(d_model / layers / aspect)) + 4.0 * error + (0.5 if probe.heads % 8 else 0.0)
                 if best is None or score < best[0]:
                     best = (score, shape)
         if fixed > 2 * n:  # wider models only overshoot more

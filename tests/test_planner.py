@@ -10,13 +10,19 @@ import numpy as np
 import pytest
 from scipy.optimize import check_grad, minimize_scalar
 
-from metrics.store import MetricRow, MetricsStore
+from metrics.store import MetricRow, MetricsStore, connect
 from planner import fit as F
 from planner.cli import _fit_text, fit_report, main
 from planner.hardware import CATALOGUE, training_time
-from planner.laws import BESIROGLU2024, HOFFMANN2022, KAPLAN2020, PF_DAY, ChinchillaLaw
+from planner.laws import BESIROGLU2024, HOFFMANN2022, KAPLAN2020, PF_DAY, ChinchillaLaw, KaplanLaw
 
 TRUE = ChinchillaLaw(E=1.8, A=450.0, B=1500.0, alpha=0.33, beta=0.36)
+
+
+@pytest.fixture(autouse=True)
+def _workspace(tmp_path, monkeypatch) -> None:
+    """Plans and fits are recorded in the metrics store of TOKENMILL_HOME: keep them out of the repository."""
+    monkeypatch.setenv("TOKENMILL_HOME", str(tmp_path / "home"))
 
 
 def synthetic_runs(law: ChinchillaLaw, noise: float, seed: int = 0) -> F.Runs:
@@ -152,24 +158,36 @@ def test_read_csv_detects_columns_and_derives_tokens_from_flops(tmp_path) -> Non
 def test_plan_cli_text_and_json(capsys) -> None:
     assert main(["--compute", "6e21", "--gpus", "128"]) == 0
     text = capsys.readouterr().out
-    assert "Chinchilla" in text and "Kaplan" in text and "NON-embedding" in text and "GPU-hours" in text
-    assert main(["plan", "--compute", "6e21", "--gpus", "128", "--gpu", "a100-80", "--mfu", "0.5", "--json"]) == 0
+    for word in ("Chinchilla", "Kaplan", "NON-embedding", "GPU-hours", "Model shape", "Runner-up", "why it lost",
+                 "MFU", "memory"):
+        assert word in text, word
+    assert main(["plan", "--compute", "6e21", "--gpus", "128", "--gpu", "a100-80", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     n, d = HOFFMANN2022.optimal(6e21)
-    assert out["laws"]["chinchilla"]["params"] == pytest.approx(n)
+    assert out["params"] == pytest.approx(n) and out["tokens"] == pytest.approx(d)
+    assert out["loss"] == pytest.approx(HOFFMANN2022.loss(n, d))
     assert out["laws"]["chinchilla"]["tokens_per_param"] == pytest.approx(d / n)
     assert out["laws"]["kaplan"]["params_counted"] == "non_embedding"
-    seconds = 6e21 / (128 * 312e12 * 0.5)
-    assert out["training"]["days"] == pytest.approx(seconds / 86400)
-    assert out["training"]["gpu_hours"] == pytest.approx(seconds * 128 / 3600)
+    assert out["laws"]["kaplan"]["params"] == pytest.approx(KAPLAN2020.optimal(6e21)[0])
+    # Days follow from the chosen layout: steps x step time, and GPU-hours = days x 24 x GPUs.
+    lo = out["layout"]
+    assert lo["dp"] * lo["tp"] * lo["pp"] == 128
+    assert out["steps"] == math.ceil(d / (lo["global_batch"] * out["shape"]["seq"]))
+    assert out["days"] == pytest.approx(out["steps"] * out["step_time_s"] / 86400)
+    assert out["gpu_hours"] == pytest.approx(out["days"] * 24 * 128)
+    assert out["feasible"] and out["memory_gb_per_gpu"] <= 80
+    assert 0 < out["mfu"] <= out["hfu"] < 1
+    assert out["model_tflops_per_gpu"] == pytest.approx(out["mfu"] * 312)
     assert main(["--compute", "1e20", "--law", "kaplan", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert list(out["laws"]) == ["kaplan"] and out["training"] is None
+    assert out["law"] == "kaplan" and out["params_counted"] == "non_embedding"
+    assert out["shape"]["params_non_embedding"] == pytest.approx(KAPLAN2020.optimal(1e20)[0], rel=0.05)
+    assert out["layout"] is None and out["days"] is None
 
 
 @pytest.mark.parametrize("argv", [
     ["--compute", "abc"], ["--compute", "-5"], ["--compute", "0"], ["--compute", "6e21", "--gpu", "tpu-v9"],
-    ["--compute", "6e21", "--gpus", "0"], ["--compute", "6e21", "--mfu", "1.5"], [], ["fit"],
+    ["--compute", "6e21", "--gpus", "0"], ["--compute", "6e21", "--law", "both"], [], ["fit"],
 ])
 def test_bad_input_exits_2(argv: list[str], capsys) -> None:
     assert main(argv) == 2
@@ -183,8 +201,8 @@ def test_fit_cli_on_csv(tmp_path, capsys) -> None:
     assert main(["fit", str(path), "--json", "--bootstrap", "30", "--compute", "1e22"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n_runs"] == 64 and out["starts"] == 4500 and out["bootstrap"]["resamples"] == 30
-    assert out["law"]["alpha"] == pytest.approx(TRUE.alpha, abs=0.02)
-    lo, hi = out["intervals"]["beta"]
+    assert out["alpha"] == out["law"]["alpha"] == pytest.approx(TRUE.alpha, abs=0.02)
+    lo, hi = out["ci95"]["beta"]
     assert lo < out["law"]["beta"] < hi
     assert out["optimal"]["params_interval"][0] < out["optimal"]["params"] < out["optimal"]["params_interval"][1]
     bad = tmp_path / "bad.csv"
@@ -193,6 +211,22 @@ def test_fit_cli_on_csv(tmp_path, capsys) -> None:
     assert "tokens" in capsys.readouterr().err
     assert main(["fit", str(tmp_path / "missing.csv")]) == 2
     assert main(["fit", str(path), "--drop-highest-loss", "64"]) == 2
+    # The fit is in the store: both forms, their intervals, and every point used.
+    con = connect(tmp_path / "home")
+    forms = dict(con.execute("SELECT run, key FROM planner_results WHERE stage = 'fit' AND name = 'form'").fetchall())
+    assert sorted(forms.values()) == ["chinchilla", "kaplan"]
+    chinchilla_run = next(r for r, f in forms.items() if f == "chinchilla")
+    got = dict(con.execute("SELECT name, value FROM planner_results WHERE run = ? AND stage = 'fit' AND key = ''",
+                           [chinchilla_run]).fetchall())
+    assert got["alpha"] == pytest.approx(out["alpha"]) and got["n_points"] == 64
+    ci = con.execute("SELECT key, name, value FROM planner_results WHERE run = ? AND name LIKE 'ci95_%'",
+                     [chinchilla_run]).fetchall()
+    names = ("E", "A", "B", "alpha", "beta")
+    assert {(k, n) for k, n, _ in ci} == {(k, n) for k in names for n in ("ci95_lo", "ci95_hi")}
+    # planner_results has no step column; the point index lives in `metrics`.
+    points = con.execute("SELECT count(*), count(DISTINCT step) FROM metrics WHERE run = ? AND stage = 'fit_point'",
+                         [chinchilla_run]).fetchone()
+    assert points == (64 * 3, 64)
 
 
 def test_fit_text_report(noisy_fit: F.FitResult) -> None:
@@ -203,23 +237,45 @@ def test_fit_text_report(noisy_fit: F.FitResult) -> None:
     assert f"{noisy_fit.law.alpha:.4g}" in alpha_line
 
 
+def _trainer_run(store: MetricsStore, run: str, n: float, d: float, loss: float, status: str = "completed",
+                 non_embedding: float | None = None) -> None:
+    """The rows docs/metrics.md says a finished trainer run writes (stage 'run')."""
+    rows = [MetricRow("trainer", run, "run", "status", 0.0, key="running"),
+            MetricRow("trainer", run, "run", "params", n), MetricRow("trainer", run, "run", "tokens_trained", d),
+            MetricRow("trainer", run, "run", "final_loss", loss)]
+    if non_embedding is not None:
+        rows.append(MetricRow("trainer", run, "run", "non_embedding_params", non_embedding))
+    store.append(rows)
+    if status != "running":
+        store.append([MetricRow("trainer", run, "run", "status", 0.0, key=status)])
+
+
 def test_fit_from_metrics_store(tmp_path, capsys) -> None:
     full = synthetic_runs(TRUE, noise=0.0)
-    runs = F.Runs(full.n[::4], full.d[::4], full.loss[::4])  # 16 noiseless runs keep this fast and exact
+    runs = F.Runs(full.n[::3], full.d[::3], full.loss[::3])  # 22 noiseless runs, all 8 sizes: fast and exact
     store = MetricsStore(tmp_path)
     for i, (n, d, loss) in enumerate(zip(runs.n, runs.d, runs.loss, strict=True)):
-        store.append([MetricRow("trainer", f"run{i}", "final", "params", n),
-                      MetricRow("trainer", f"run{i}", "final", "tokens", d),
-                      MetricRow("trainer", f"run{i}", "final", "final_loss", loss)])
-    # An unfinished run (no final_loss) and other sources are ignored.
-    store.append([MetricRow("trainer", "unfinished", "final", "params", 1e9)])
+        _trainer_run(store, f"run{i}", n, d, loss, non_embedding=0.9 * n)
+    # A run still going, a failed one, and other sources are ignored.
+    _trainer_run(store, "going", 1e9, 1e9, 3.0, status="running")
+    _trainer_run(store, "crashed", 1e9, 1e9, 3.0, status="failed")
     store.append([MetricRow("planner", "x", "fit", "final_loss", 9.0)])
     read = F.read_metrics(tmp_path)
-    assert len(read) == 16 and read.source.startswith("metrics:")
+    assert len(read) == 22 and read.source.startswith("metrics:")
     assert sorted(read.loss) == sorted(runs.loss)
-    assert main(["fit", "--metrics", str(tmp_path), "--json", "--bootstrap", "0"]) == 0
+    np.testing.assert_allclose(read.n_kaplan, 0.9 * read.n)
+    assert len(F.read_metrics(tmp_path / "metrics")) == 22  # HOME/metrics works as well as HOME
+    assert main(["fit", str(tmp_path / "metrics"), "--json", "--bootstrap", "0", "--home", str(tmp_path)]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["law"]["beta"] == pytest.approx(TRUE.beta, rel=1e-3)
+    assert out["beta"] == pytest.approx(TRUE.beta, rel=1e-3) and out["n_points"] == 22
+    assert out["alpha"] == pytest.approx(TRUE.alpha, rel=1e-3) and out["warnings"] == []
+    assert out["kaplan"]["params_counted"] == "non_embedding"
+    # Planning with our own law: --fit HOME fits the store and plans with it.
+    assert main(["--compute", "1e21", "--fit", str(tmp_path), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["fit"] == str(tmp_path) and plan["params"] == pytest.approx(TRUE.optimal(1e21)[0], rel=0.02)
+    lo, hi = plan["loss_ci95"]
+    assert lo <= plan["loss"] <= hi
     empty = tmp_path / "empty"
     assert main(["fit", "--metrics", str(empty)]) == 2
     assert "need at least 5" in capsys.readouterr().err
@@ -230,3 +286,54 @@ def test_training_time_arithmetic() -> None:
     assert t["days"] == pytest.approx(1e24 / (1000 * 2250e12 * 0.5) / 86400)
     with pytest.raises(ValueError):
         training_time(1e24, 8, CATALOGUE["h100"], 0.0)
+
+
+def isoflop_runs(law: ChinchillaLaw) -> F.Runs:
+    """IsoFLOP profiles: at each of 6 budgets, 9 model sizes from 1/4x to 4x the optimum, D = C / 6N."""
+    n, d = [], []
+    for c in np.logspace(18, 21, 6):
+        n_opt, _ = law.optimal(c)
+        for k in np.logspace(-0.6, 0.6, 9):
+            n.append(n_opt * k)
+            d.append(c / (6 * n_opt * k))
+    n_arr, d_arr = np.array(n), np.array(d)
+    return F.Runs(n_arr, d_arr, np.array([law.loss(a, b) for a, b in zip(n_arr, d_arr, strict=True)]))
+
+
+def test_approaches_1_and_2_recover_the_allocation_exponent() -> None:
+    runs = isoflop_runs(TRUE)
+    a_true = TRUE.beta / (TRUE.alpha + TRUE.beta)  # N_opt ∝ C^(beta / (alpha + beta))
+    two = F.approach2(runs)
+    assert two is not None and two["groups"] == 6
+    assert two["a"] == pytest.approx(a_true, abs=0.01) and two["a"] + two["b"] == pytest.approx(1.0)
+    one = F.approach1(runs)
+    assert one is not None and one["a"] == pytest.approx(a_true, abs=0.08)
+    # One model size trained for different lengths has neither an envelope across sizes nor IsoFLOP profiles.
+    flat = F.Runs(np.full(6, 1e8), np.logspace(9, 11, 6), np.linspace(3.5, 3.0, 6))
+    assert F.approach1(flat) is None and F.approach2(flat) is None
+
+
+def test_kaplan_fit_recovers_a_known_kaplan_law() -> None:
+    true = KaplanLaw(N_c=5e13, alpha_N=0.08, D_c=2e13, alpha_D=0.1)
+    base = synthetic_runs(TRUE, 0.0)
+    runs = F.Runs(base.n, base.d, np.array([true.loss(n, d) for n, d in zip(base.n, base.d, strict=True)]))
+    args = (np.log(runs.n), np.log(runs.d), np.log(runs.loss), np.ones(len(runs)))
+    theta = np.array([30.0, 30.5, math.log(0.07), math.log(0.12)])
+    assert check_grad(lambda t: F._kaplan_objective(t, *args)[0], lambda t: F._kaplan_objective(t, *args)[1],
+                      theta) < 1e-6
+    result = F.fit_kaplan(runs, bootstrap=5)
+    assert result.law.alpha_N == pytest.approx(0.08, rel=1e-3) and result.law.alpha_D == pytest.approx(0.1, rel=1e-3)
+    assert result.law.N_c == pytest.approx(5e13, rel=2e-2) and result.law.D_c == pytest.approx(2e13, rel=2e-2)
+    lo, hi = result.intervals()["alpha_N"]
+    assert lo <= 0.08 * (1 + 1e-3) and hi >= 0.08 * (1 - 1e-3)
+
+
+def test_small_grids_warn_that_exponents_are_not_pinned() -> None:
+    full = synthetic_runs(TRUE, 0.0)
+    two_sizes = F.Runs(full.n[::4], full.d[::4], full.loss[::4])  # the 8 x 8 grid's every 4th run: 2 sizes
+    assert len(set(two_sizes.n)) == 2
+    result = F.fit(two_sizes, starts=F.grid()[::300], bootstrap=0)
+    warnings = F.warnings_for(two_sizes, result)
+    assert any("2 distinct model sizes" in w and "alpha" in w for w in warnings)
+    assert not any("token counts" in w for w in warnings)
+    assert F.warnings_for(full, F.fit(full, starts=F.grid()[::300], bootstrap=0)) == []
