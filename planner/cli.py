@@ -248,7 +248,7 @@ def _estimate_json(e: lay.Estimate, seq: int) -> dict[str, Any]:
         "model_tflops_per_gpu": e.model_tflops_per_gpu,
         "hardware_tflops_per_gpu": e.hardware_tflops_per_gpu,
         "tokens_per_s": e.tokens_per_s,
-        "notes": list(e.notes),
+        "layout_notes": list(e.notes),
     }
 
 
@@ -373,6 +373,9 @@ def plan(compute: float, gpus: int | None = None, gpu: str = "h100", law: str = 
     if not estimates or not estimates[0].feasible:
         raise PlanError(_no_layout_message(work, gpu, spec, gpus, estimates, None, target, catalogue))
     best = estimates[0]
+    if best.layout.global_batch > 2 * target:
+        notes.append(f"the global batch ({best.layout.global_batch} sequences) is over twice the target "
+                     f"({target:.0f}): this many GPUs cannot all be used at a batch this model trains well with")
     steps = math.ceil(d / (best.layout.global_batch * seq))
     seconds = steps * best.step_time_s
     out.update(_estimate_json(best, seq))
@@ -420,7 +423,7 @@ def _estimate_lines(r: dict[str, Any], hbm_gb: float | None) -> list[str]:
              *(["             + " + " + ".join(times[4:])] if times[4:] else []),
              f"  MFU {r['mfu']:.1%}   HFU {r['hfu']:.1%}   ({r['model_tflops_per_gpu']:.0f} model / "
              f"{r['hardware_tflops_per_gpu']:.0f} hardware TFLOP/s per GPU)"]
-    lines += [f"  note       {n}" for n in r["notes"]]
+    lines += [f"  note       {n}" for n in r["layout_notes"]]
     return lines
 
 
@@ -466,7 +469,7 @@ def _plan_text(result: dict[str, Any], catalogue: dict[str, Gpu]) -> str:
     lines += ["", f"Layout on {result['gpus']} x {gpu.name} ({gpu.peak_bf16_flops / 1e12:.0f} TFLOPS dense BF16, "
                   f"{gpu.hbm_gb:g} GB):"]
     lines += _estimate_lines(result, gpu.hbm_gb)
-    lines += [f"  training   {result['steps']:,} steps, {result['days']:.2f} days, "
+    lines += [f"  training   {result['steps']:,} steps, {result['days']:.3g} days, "
               f"{result['gpu_hours']:,.0f} GPU-hours"]
     lines += _runner_lines(result["runners_up"])
     return "\n".join(line.rstrip() for line in lines)
@@ -716,8 +719,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                           args.inference_tokens, args.seq, args.vocab, args.mlp, args.batch_tokens, home,
                           args.hardware)
             result["run"] = _run_id("plan")
+            # Print first: recording imports pyarrow (and through it pandas), the slowest part of a plan.
+            print(json.dumps(result, indent=2) if args.json else _plan_text(result, _catalogue(args.hardware)),
+                  flush=True)
             _record(home, plan_rows(result, result["run"]))
-            print(json.dumps(result, indent=2) if args.json else _plan_text(result, _catalogue(args.hardware)))
             return 0
         if args.command == "layout":
             result, gpu = layout_report(args)
@@ -735,8 +740,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["run"] = _run_id("fit")
         rows = fit_rows(report, runs, report["run"], "chinchilla", runs.source)
         rows += fit_rows(report, runs, report["run"] + "-kaplan", "kaplan", runs.source)
+        print(json.dumps(report, indent=2) if args.json else _fit_text(report), flush=True)
         _record(home, rows)
-        print(json.dumps(report, indent=2) if args.json else _fit_text(report))
         for w in report["warnings"] if args.json else ():
             print(f"planner: warning: {w}", file=sys.stderr)
         return 0

@@ -20,10 +20,12 @@ the logits; the larger is reported):
 Time per step: (m + (p-1)/v) micro-batch slots of the slowest stage (ceil(L/p) layers, plus the output head on
 the last stage), each = matmul FLOPs at an achievable fraction of peak (the GPU's ``matmul_efficiency`` times
 x/(x + 256) with x = d_model/t, because sharded GEMMs are narrower) + memory-bound elementwise work at HBM
-speed + TP collectives over NVLink (not overlapped) + pipeline sends; then the DP gradient all-reduce (ZeRO 0-2)
-over NVLink or the inter-node network, overlapped with the last micro-batch's backward, and ZeRO-3's
-per-micro-batch parameter gathers and gradient reduce-scatters overlapped with that micro-batch's compute;
-then the optimizer step at HBM speed. Collectives run at 80% of link bandwidth.
+speed + TP collectives over NVLink (not overlapped) + pipeline sends; then DP traffic over NVLink (DP group
+inside a node) or the inter-node network: ZeRO-0 one gradient all-reduce hidden behind the last micro-batch's
+backward; ZeRO-1 a reduce-scatter there plus a parameter all-gather behind the first forward; ZeRO-2 a
+reduce-scatter after every micro-batch (sharded gradients cannot accumulate locally) plus the all-gather; ZeRO-3
+per-micro-batch parameter gathers (forward and backward) and gradient reduce-scatters behind that micro-batch's
+compute; then the optimizer step at HBM speed. Collectives run at 80% of link bandwidth.
 
 MFU counts model FLOPs (6N + 12 L h s per token, :meth:`ModelShape.model_flops_per_token`); HFU adds what is
 computed twice: the forward pass under full recompute, attention's QK^T/AV forward under selective recompute or
@@ -267,9 +269,15 @@ def evaluate(work: Workload, gpu: Gpu, layout: Layout) -> Estimate:
         zero3_exposed = m * max(0.0, gather + scatter - compute_mb)
         dp_exposed = 0.0
     else:
-        grad_sync = _ring(shard_params * BYTES_GRAD, d, dp_bw)  # all-reduce, or reduce-scatter + all-gather
-        backward_last = compute_mb * 2 / 3
-        dp_exposed = max(0.0, grad_sync - backward_last)
+        reduce_scatter = _ring(shard_params * BYTES_GRAD, d, dp_bw, factor=1.0)
+        gather = _ring(shard_params * BYTES_WEIGHT, d, dp_bw, factor=1.0)
+        backward, forward = compute_mb * 2 / 3, compute_mb / 3
+        if lay.zero == 0:  # one all-reduce per step, hidden behind the last micro-batch's backward
+            dp_exposed = max(0.0, _ring(shard_params * BYTES_GRAD, d, dp_bw) - backward)
+        elif lay.zero == 1:  # reduce-scatter behind the last backward, parameter all-gather behind the first forward
+            dp_exposed = max(0.0, reduce_scatter - backward) + max(0.0, gather - forward)
+        else:  # sharded gradients cannot accumulate locally: a reduce-scatter after every micro-batch's backward
+            dp_exposed = m * max(0.0, reduce_scatter - backward) + max(0.0, gather - forward)
     optimizer_params = shard_params / (d if lay.zero >= 1 else 1)
     optimizer_s = optimizer_params * 2 * (BYTES_WEIGHT + BYTES_GRAD + BYTES_OPTIMIZER) / (gpu.hbm_gbps * 1e9)
 
@@ -352,8 +360,9 @@ def candidates(work: Workload, gpu: Gpu, gpus: int, global_batch: int | None, ba
                 for zero, rec, sp, v in itertools.product(
                         ZERO_STAGES if fixed.zero is None else [fixed.zero],
                         RECOMPUTE if fixed.recompute is None else [fixed.recompute],
-                        ((False, True) if t > 1 else (False,)) if fixed.sequence_parallel is None
-                        else [fixed.sequence_parallel],
+                        # Sequence parallelism only lowers memory and elementwise time at equal communication, so
+                        # without it a layout is dominated: searched only when asked for.
+                        (t > 1,) if fixed.sequence_parallel is None else [fixed.sequence_parallel],
                         vs if fixed.interleave is None else [fixed.interleave]):
                     if zero > 0 and d == 1:
                         continue  # nothing to shard over

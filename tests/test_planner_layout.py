@@ -202,15 +202,24 @@ def test_ring_collectives_and_bubble() -> None:
     assert e.times["tp_comm"] == pytest.approx(64 * 12 * 4 * L._ring(2 * 2048 * 12288, 8, 300))
 
 
-def test_dp_gradient_sync_overlaps_the_last_backward() -> None:
+def test_dp_traffic_per_zero_stage() -> None:
     work = L.Workload(ModelShape(8, 2048, 16, 8192, 32000, mlp="gelu"), 2048)
-    e = L.evaluate(work, H100, L.Layout(32, 1, 1, 1, 1, 1, "none", False, 1))
-    params = work.shape.total
-    sync = L._ring(params * 2, 32, H100.internode_gbps)  # 32 ranks of one GPU each span 4 nodes
-    compute_mb = e.times["compute"] + e.times["recompute"]
-    assert e.times["dp_comm_exposed"] == pytest.approx(max(0.0, sync - 2 / 3 * compute_mb))
-    inside = L.evaluate(work, H100, L.Layout(8, 1, 1, 1, 1, 1, "none", False, 1))
-    assert inside.times["dp_comm_exposed"] < e.times["dp_comm_exposed"]  # NVLink inside one node
+    params, bw = work.shape.total, H100.internode_gbps  # 32 ranks of one GPU each span 4 nodes
+    rs = L._ring(params * 2, 32, bw, factor=1.0)  # reduce-scatter (or all-gather) of bf16 gradients/weights
+    exposed = {}
+    for zero in (0, 1, 2):
+        e = L.evaluate(work, H100, L.Layout(32, 1, 1, 1, 3, zero, "none", False, 1))
+        c = (e.times["compute"] + e.times["recompute"]) / 3  # one micro-batch
+        exposed[zero] = e.times["dp_comm_exposed"]
+        if zero == 0:  # one all-reduce (2 x the reduce-scatter volume) behind the last backward (2/3 of compute)
+            assert exposed[0] == pytest.approx(max(0.0, L._ring(params * 2, 32, bw) - 2 / 3 * c))
+        elif zero == 1:  # reduce-scatter behind the last backward, all-gather behind the first forward
+            assert exposed[1] == pytest.approx(max(0.0, rs - 2 / 3 * c) + max(0.0, rs - c / 3))
+        else:  # a reduce-scatter after each of the 3 micro-batches
+            assert exposed[2] == pytest.approx(3 * max(0.0, rs - 2 / 3 * c) + max(0.0, rs - c / 3))
+    assert exposed[1] <= exposed[0] and exposed[2] >= exposed[1]
+    inside = L.evaluate(work, H100, L.Layout(8, 1, 1, 1, 3, 0, "none", False, 1))
+    assert inside.times["dp_comm_exposed"] < exposed[0]  # 8 ranks stay on NVLink inside one node
 
 
 def test_layout_validity_messages() -> None:
