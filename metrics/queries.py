@@ -200,17 +200,30 @@ def runs(con: duckdb.DuckDBPyConnection, contains: str = "") -> pd.DataFrame:
     ).df()
 
 
-def _series_raw(con: duckdb.DuckDBPyConnection, runs_: list[str], name: str) -> pd.DataFrame:
-    # A rollback or resume logs some steps twice; the newest value is the one the run continued from.
-    return con.execute(
+def _series_raw(con: duckdb.DuckDBPyConnection, runs_: list[str], names: list[str]) -> dict[str, np.ndarray]:
+    """Every logged point of the given names and runs as arrays name (index into ``names``), run (index
+    into ``runs_``), step, value; sorted by name, run, step, one point per step.
+
+    Names and runs travel as small integers and are sorted in numpy: sorting hundreds of thousands of
+    rows on their strings in SQL costs several times more. A rollback or resume logs some steps twice;
+    the newest value is the one the run continued from, so the last row of each step by time is kept.
+    """
+    cols = con.execute(
         """
-        SELECT run, step, arg_max(value, ts) AS value FROM metrics
-        WHERE source = 'trainer' AND stage IN ('train', 'eval') AND name = $name
+        SELECT list_position($names, name)::INTEGER AS name, list_position($runs, run)::INTEGER AS run,
+               step, epoch_us(ts) AS t, value FROM metrics
+        WHERE source = 'trainer' AND stage IN ('train', 'eval') AND list_contains($names, name)
           AND list_contains($runs, run) AND step IS NOT NULL
-        GROUP BY run, step ORDER BY run, step
         """,
-        {"name": name, "runs": list(runs_)},
-    ).df()
+        {"names": list(names), "runs": list(runs_)},
+    ).fetchnumpy()
+    cols = {k: np.asarray(v) for k, v in cols.items()}
+    order = np.lexsort((cols["t"], cols["step"], cols["run"], cols["name"]))
+    cols = {k: v[order] for k, v in cols.items() if k != "t"}
+    key = np.stack([cols["name"], cols["run"], cols["step"]])
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = (key[:, 1:] != key[:, :-1]).any(axis=0)
+    return {k: v[last] for k, v in cols.items()}
 
 
 def _wall_clock(con: duckdb.DuckDBPyConnection, runs_: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -242,57 +255,82 @@ def ema(values: np.ndarray, smoothing: float) -> np.ndarray:
 
     m_i = s m_{i-1} + (1 - s) v_i from m_{-1} = 0, divided by 1 - s^(i+1) so early points are not pulled
     toward zero; run as one IIR filter because a Python loop costs about 0.3 s per million points.
+    Non-finite values (a NaN loss) are skipped and carry the previous average, so one bad step does not
+    poison the rest of the curve.
     """
     if not 0 <= smoothing < 1:
         raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
     values = np.asarray(values, dtype=float)
-    filtered = lfilter([1.0 - smoothing], [1.0, -smoothing], values)
-    return filtered / (1.0 - smoothing ** np.arange(1, len(values) + 1))
+    finite = np.isfinite(values)
+    kept = values[finite]
+    smooth = lfilter([1.0 - smoothing], [1.0, -smoothing], kept) / (1.0 - smoothing ** np.arange(1, len(kept) + 1))
+    out = np.full(len(values), np.nan)
+    out[finite] = smooth
+    # carry the last finite average over skipped points
+    index = np.where(finite, np.arange(len(values)), -1)
+    np.maximum.accumulate(index, out=index)
+    return np.where(index >= 0, out[np.maximum(index, 0)], np.nan)
 
 
 def downsample(x: np.ndarray, y: np.ndarray, points: int) -> np.ndarray:
     """Indices of at most ``points`` samples that keep the line's envelope: bucketed min/max.
 
-    x is split into ``points // 2`` equal-count buckets; from each the positions of its minimum and
-    maximum are kept (in x order), so spikes survive however long the series is. First and last points
-    are always kept.
+    The series is split into ``points // 2`` equal-count buckets; from each the positions of its minimum
+    and maximum are kept (in x order), so spikes survive however long the series is. First and last
+    points are always kept; non-finite values are never chosen as a bucket's extreme.
     """
     n = len(y)
     if n <= points:
         return np.arange(n)
     buckets = max(points // 2, 1)
     bucket = np.arange(n) * buckets // n
-    frame = pd.DataFrame({"b": bucket, "y": y})
-    grouped = frame.groupby("b")["y"]
-    keep = np.union1d(grouped.idxmin().to_numpy(), grouped.idxmax().to_numpy())
-    return np.union1d(keep, [0, n - 1])
+    starts = np.flatnonzero(np.diff(bucket, prepend=-1))
+    keep = [np.array([0, n - 1])]
+    for reduce in (np.fmin, np.fmax):
+        extreme = reduce.reduceat(y, starts)
+        hits = np.flatnonzero(y == extreme[bucket])
+        # the first hit of each bucket
+        keep.append(hits[np.unique(bucket[hits], return_index=True)[1]])
+    return np.unique(np.concatenate(keep))
 
 
-def series(con: duckdb.DuckDBPyConnection, runs_: list[str], name: str, *, x_axis: str = "step",
-           smoothing: float = 0.6, points: int = 2000) -> pd.DataFrame:
-    """A training scalar for several runs: columns run, step, x, value (raw), smoothed.
+def curves(con: duckdb.DuckDBPyConnection, runs_: list[str], names: list[str], *, x_axis: str = "step",
+           smoothing: float = 0.6, points: int = 2000) -> dict[str, pd.DataFrame]:
+    """Training scalars for several runs, one frame per name: columns run, step, x, value (raw), smoothed.
 
     The EMA runs over every logged point, then each run is reduced to at most ``points`` rows with
     :func:`downsample`. ``x_axis`` is ``step`` or ``wall`` (minutes since the run's first row).
     """
     if x_axis not in ("step", "wall"):
         raise ValueError(f"x_axis must be 'step' or 'wall', got {x_axis!r}")
-    raw = _series_raw(con, runs_, name)
-    clocks = _wall_clock(con, runs_) if x_axis == "wall" and len(raw) else {}
-    pieces = []
-    for run, group in raw.groupby("run", sort=False):
-        steps = group["step"].to_numpy(float)
-        values = group["value"].to_numpy(float)
-        smooth = ema(values, smoothing)
-        x = steps if x_axis == "step" else np.interp(steps, *clocks[run]) / 60.0
-        keep = downsample(x, values, points)
-        pieces.append(pd.DataFrame({"run": run, "step": steps[keep].astype(np.int64), "x": x[keep],
-                                    "value": values[keep], "smoothed": smooth[keep]}))
-    if not pieces:
-        return pd.DataFrame({"run": pd.Series(dtype=str), "step": pd.Series(dtype=np.int64),
-                             "x": pd.Series(dtype=float), "value": pd.Series(dtype=float),
-                             "smoothed": pd.Series(dtype=float)})
-    return pd.concat(pieces, ignore_index=True)
+    raw = _series_raw(con, runs_, names)
+    clocks = _wall_clock(con, runs_) if x_axis == "wall" and len(raw["step"]) else {}
+    # (name, run) groups are contiguous after the sort: split at every change
+    bounds = np.flatnonzero(np.diff(raw["name"] * (len(runs_) + 1) + raw["run"], prepend=-1, append=-1))
+    groups = {(raw["name"][a], raw["run"][a]): slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)}
+    out = {}
+    for i, name in enumerate(names, start=1):
+        pieces = []
+        for j, run in enumerate(runs_, start=1):
+            if (i, j) not in groups:
+                continue
+            steps = raw["step"][groups[i, j]].astype(float)
+            values = raw["value"][groups[i, j]].astype(float)
+            smooth = ema(values, smoothing)
+            x = steps if x_axis == "step" else np.interp(steps, *clocks[run]) / 60.0
+            keep = downsample(x, values, points)
+            pieces.append(pd.DataFrame({"run": run, "step": steps[keep].astype(np.int64), "x": x[keep],
+                                        "value": values[keep], "smoothed": smooth[keep]}))
+        out[name] = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame({
+            "run": pd.Series(dtype=str), "step": pd.Series(dtype=np.int64), "x": pd.Series(dtype=float),
+            "value": pd.Series(dtype=float), "smoothed": pd.Series(dtype=float)})
+    return out
+
+
+def series(con: duckdb.DuckDBPyConnection, runs_: list[str], name: str, *, x_axis: str = "step",
+           smoothing: float = 0.6, points: int = 2000) -> pd.DataFrame:
+    """One training scalar for several runs (see :func:`curves`)."""
+    return curves(con, runs_, [name], x_axis=x_axis, smoothing=smoothing, points=points)[name]
 
 
 def events(con: duckdb.DuckDBPyConnection, runs_: list[str]) -> pd.DataFrame:

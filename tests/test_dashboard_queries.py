@@ -89,6 +89,19 @@ def test_ema_is_tensorboards_debiased_average() -> None:
     assert queries.ema(values, 0.0) == pytest.approx(values)
     with pytest.raises(ValueError):
         queries.ema(values, 1.0)
+    # A NaN step is skipped: it carries the previous average and does not poison the rest of the curve.
+    gappy = queries.ema(np.array([np.nan, 1.0, np.nan, 3.0]), 0.7)
+    assert np.isnan(gappy[0]) and gappy[2] == gappy[1] == 1.0
+    assert gappy[3] == pytest.approx(queries.ema(np.array([1.0, 3.0]), 0.7)[1])
+
+
+def test_downsample_with_non_finite_values() -> None:
+    y = np.sin(np.arange(10_000) / 50.0)
+    y[::7] = np.nan
+    y[4321] = 9.0
+    keep = queries.downsample(np.arange(10_000.0), y, 200)
+    assert len(keep) <= 202 and 4321 in keep and {0, 9_999} <= set(keep)
+    assert np.isfinite(y[keep[1:-1]]).all()
 
 
 def test_downsampling_bounds_points_and_keeps_spikes(tmp_path: Path) -> None:

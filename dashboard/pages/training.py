@@ -93,8 +93,7 @@ def curve_chart(curve: pd.DataFrame, events: pd.DataFrame, name: str) -> alt.Lay
 def curves() -> None:
     con = store()
     events = queries.events(con, chosen)
-    for name in metrics_:
-        curve = queries.series(con, chosen, name, x_axis=x_axis, smoothing=smoothing)
+    for name, curve in queries.curves(con, chosen, metrics_, x_axis=x_axis, smoothing=smoothing).items():
         if log_x:
             curve = curve[curve["x"] > 0]
         if log_y:
