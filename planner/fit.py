@@ -541,6 +541,7 @@ def warnings_for(runs: Runs, result: FitResult) -> list[str]:
     for key, (lo, hi) in result.intervals().items():
         if key in ("alpha", "beta") and hi - lo > 0.5 * getattr(result.law, key):
             out.append(f"the 95% interval of {key} [{lo:.3g}, {hi:.3g}] is wider than half its value "
-                       f"{getattr(result.law, key):.3g}: the grid is too small to pin this exponent")
+                       f"{getattr(result.law, key):.3g}: these runs do not pin this exponent (too few, too narrow a "
+                       f"grid, or too scattered)")
     return out
 
