@@ -530,12 +530,13 @@ def warnings_for(runs: Runs, result: FitResult) -> list[str]:
     """Why the exponents may not be pinned: too few distinct sizes/token counts, or wide bootstrap intervals."""
     out = []
     sizes, budgets = len(set(np.round(runs.n, 0))), len(set(np.round(runs.d, 0)))
-    if sizes < 4:
+    # Three points along an axis are the fewest that can separate a power law from the shared offset E.
+    if sizes < 3:
         out.append(f"only {sizes} distinct model sizes: alpha (how loss falls with N) is not pinned; "
-                   f"train at least 4 sizes spanning 8x or more")
-    if budgets < 4:
+                   f"train at least 3 (better 4+) sizes spanning 8x or more")
+    if budgets < 3:
         out.append(f"only {budgets} distinct token counts: beta (how loss falls with D) is not pinned; "
-                   f"train at least 4 token budgets")
+                   f"train at least 3 (better 4+) token budgets")
     if runs.n.max() / runs.n.min() < 8:
         out.append(f"model sizes span only {runs.n.max() / runs.n.min():.1f}x (< 8x): exponents extrapolate poorly")
     for key, (lo, hi) in result.intervals().items():
