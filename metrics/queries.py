@@ -232,21 +232,20 @@ def _wall_clock(con: duckdb.DuckDBPyConnection, runs_: list[str]) -> dict[str, t
     The trainer flushes many steps per part and every row of a part shares the part's time, so each
     part says "step S was done by time T"; steps in between are interpolated.
     """
-    frame = con.execute(
+    cols = con.execute(
         """
-        WITH t AS (SELECT run, ts, step FROM metrics WHERE source = 'trainer' AND list_contains($runs, run)),
-        start AS (SELECT run, min(ts) AS t0 FROM t GROUP BY run)
-        SELECT t.run, max(t.step) AS step, epoch(t.ts) - epoch(start.t0) AS seconds
-        FROM t JOIN start USING (run) WHERE t.step IS NOT NULL
-        GROUP BY t.run, t.ts, start.t0 ORDER BY t.run, step
+        SELECT list_position($runs, run)::INTEGER AS run, epoch_us(ts) AS t, max(step) AS step FROM metrics
+        WHERE source = 'trainer' AND list_contains($runs, run) GROUP BY 1, 2
         """,
         {"runs": list(runs_)},
     ).df()
     anchors = {}
-    for run, group in frame.groupby("run", sort=False):
-        steps = np.concatenate([[0.0], group["step"].to_numpy(float)])
-        seconds = np.maximum.accumulate(np.concatenate([[0.0], group["seconds"].to_numpy(float)]))
-        anchors[run] = (steps, seconds)
+    for code, group in cols.groupby("run"):
+        start = group["t"].min()
+        timed = group.dropna(subset=["step"]).sort_values("step")
+        steps = np.concatenate([[0.0], timed["step"].to_numpy(float)])
+        seconds = np.concatenate([[0.0], (timed["t"].to_numpy(float) - start) / 1e6])
+        anchors[runs_[int(code) - 1]] = (steps, np.maximum.accumulate(seconds))
     return anchors
 
 

@@ -125,7 +125,9 @@ st.header("Quality signals")
 st.caption("Quality score deciles of kept documents (from the pipeline's metrics)")
 bars("quality", "quality_score", "quality score", "quality-score", numeric=True)
 signals = catalog.signal_columns(home(), version) if in_catalog else []
-if signals:
+if not signals:
+    st.caption("Per-document signals: this version has no kept-document Parquet files to read them from.")
+else:
     default = signals.index("q_word_count") if "q_word_count" in signals else 0
     signal = st.selectbox("Signal", signals, index=default, key="signal",
                           help="Per-document signal from the version's Parquet files, kept against rejected")
