@@ -15,6 +15,7 @@ import os
 import sys
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -209,11 +210,21 @@ def unique_tokens_from(data: str, home: Path) -> tuple[float, str]:
 # ---------------------------------------------------------------------------------------------------- plan
 
 
-def _resolve_fit(spec: str, compute: float, kaplan: bool) -> tuple[ChinchillaLaw, fitting.FitResult | None,
-                                                                  fitting.KaplanFit | None, str]:
-    """A preset name, a runs CSV or a workspace: the Chinchilla law to plan with, and the fits behind it."""
+@dataclass(frozen=True)
+class ResolvedFit:
+    """The Chinchilla law a plan uses and, when it was fitted on the spot, the runs and fits behind it."""
+
+    law: ChinchillaLaw
+    name: str
+    result: fitting.FitResult | None = None
+    kaplan: fitting.KaplanFit | None = None
+    runs: fitting.Runs | None = None
+
+
+def resolve_fit(spec: str, kaplan: bool) -> ResolvedFit:
+    """A preset name, a runs CSV or a workspace -> the law to plan with (CSV and workspace are fitted here)."""
     if spec in PRESETS:
-        return PRESETS[spec], None, None, spec
+        return ResolvedFit(PRESETS[spec], spec)
     path = Path(spec)
     if path.is_file():
         runs = fitting.read_csv(path)
@@ -224,7 +235,7 @@ def _resolve_fit(spec: str, compute: float, kaplan: bool) -> tuple[ChinchillaLaw
                         f"{closest(spec, list(PRESETS))}")
     result = fitting.fit(runs, bootstrap=PLAN_FIT_BOOTSTRAP, seed=0)
     kfit = fitting.fit_kaplan(runs, bootstrap=0) if kaplan else None
-    return result.law, result, kfit, str(path)
+    return ResolvedFit(result.law, str(path), result, kfit, runs)
 
 
 def _batch_target_tokens(compute: float) -> float:
@@ -296,14 +307,16 @@ def plan(compute: float, gpus: int | None = None, gpu: str = "h100", law: str = 
          fit_spec: str = "hoffmann2022", unique_tokens: float | None = None, data: str | None = None,
          inference_tokens: float | None = None, seq: int = DEFAULT_SEQ, vocab: int = DEFAULT_VOCAB,
          mlp: str = "swiglu", batch_tokens: float | None = None, home: Path | None = None,
-         hardware: str | None = None) -> dict[str, Any]:
-    """The ``planner plan --json`` object (keys in docs/planner.md, "JSON output")."""
+         hardware: str | None = None, fitted: ResolvedFit | None = None) -> dict[str, Any]:
+    """The ``planner plan --json`` object (keys in docs/planner.md, "JSON output"). ``fitted`` saves refitting
+    when the caller already resolved ``fit_spec``."""
     home = Path(".") if home is None else home
     catalogue = _catalogue(hardware)
     spec = get_gpu(gpu, catalogue)
     if unique_tokens is not None and inference_tokens:
         raise PlanError("--unique-tokens/--data and --inference-tokens cannot be combined yet; give one of them")
-    chinchilla, cfit, kfit, fit_name = _resolve_fit(fit_spec, compute, kaplan=(law == "kaplan"))
+    fitted = fitted or resolve_fit(fit_spec, kaplan=(law == "kaplan"))
+    chinchilla, cfit, kfit, fit_name = fitted.law, fitted.result, fitted.kaplan, fitted.name
     data_source = None
     if data is not None:
         unique_tokens, data_source = unique_tokens_from(data, home)
@@ -715,14 +728,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     home = _home(args.home)
     try:
         if args.command == "plan":
+            fitted = resolve_fit(args.fit, kaplan=args.law == "kaplan")
             result = plan(args.compute, args.gpus, args.gpu, args.law, args.fit, args.unique_tokens, args.data,
                           args.inference_tokens, args.seq, args.vocab, args.mlp, args.batch_tokens, home,
-                          args.hardware)
+                          args.hardware, fitted)
             result["run"] = _run_id("plan")
+            # A law fitted for this plan is recorded as a fit too, so the dashboard can show what the plan used.
+            result["fit_run"] = _run_id("fit") if fitted.result is not None else None
             # Print first: recording imports pyarrow (and through it pandas), the slowest part of a plan.
             print(json.dumps(result, indent=2) if args.json else _plan_text(result, _catalogue(args.hardware)),
                   flush=True)
-            _record(home, plan_rows(result, result["run"]))
+            rows = plan_rows(result, result["run"])
+            if fitted.result is not None and fitted.runs is not None:
+                report = fit_report(fitted.result, fitted.runs, args.compute, 0, False, fitted.kaplan)
+                rows += fit_rows(report, fitted.runs, result["fit_run"], "chinchilla", fitted.name)
+                if fitted.kaplan is not None:
+                    rows += fit_rows(report, fitted.runs, result["fit_run"] + "-kaplan", "kaplan", fitted.name)
+            _record(home, rows)
             return 0
         if args.command == "layout":
             result, gpu = layout_report(args)

@@ -276,6 +276,13 @@ def test_fit_from_metrics_store(tmp_path, capsys) -> None:
     assert plan["fit"] == str(tmp_path) and plan["params"] == pytest.approx(TRUE.optimal(1e21)[0], rel=0.02)
     lo, hi = plan["loss_ci95"]
     assert lo <= plan["loss"] <= hi
+    # The law fitted for the plan is in the store next to the plan, with the points it used.
+    con = connect(tmp_path / "home")
+    fitted = dict(con.execute("SELECT name, value FROM planner_results WHERE run = ? AND stage = 'fit' AND key = ''",
+                              [plan["fit_run"]]).fetchall())
+    assert fitted["alpha"] == pytest.approx(TRUE.alpha, rel=1e-3) and fitted["n_points"] == 22
+    assert con.execute("SELECT count(*) FROM planner_results WHERE run = ? AND stage = 'plan'",
+                       [plan["run"]]).fetchone()[0] > 10
     empty = tmp_path / "empty"
     assert main(["fit", "--metrics", str(empty)]) == 2
     assert "need at least 5" in capsys.readouterr().err
