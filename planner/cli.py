@@ -24,7 +24,7 @@ import numpy as np
 
 from planner import fit as fitting
 from planner import layout as lay
-from planner.hardware import Gpu, HardwareError, closest, get_gpu, load_catalogue
+from planner.hardware import GIB, Gpu, HardwareError, closest, get_gpu, load_catalogue
 from planner.laws import (
     BESIROGLU2024,
     HOFFMANN2022,
@@ -250,7 +250,7 @@ def _estimate_json(e: lay.Estimate, seq: int) -> dict[str, Any]:
                    "global_batch_tokens": e.layout.global_batch * seq},
         "feasible": e.feasible,
         "memory_gb_per_gpu": e.memory_gb,
-        "memory_breakdown_gb": {k: v / 1e9 for k, v in e.memory.items() if k != "total"},
+        "memory_breakdown_gb": {k: v / GIB for k, v in e.memory.items() if k != "total"},
         "memory_stage": e.worst_stage,
         "step_time_s": e.step_time_s,
         "time_breakdown_s": dict(e.times),

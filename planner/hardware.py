@@ -22,13 +22,14 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 SECONDS_PER_DAY = 86_400
+GIB = 2**30  # memory sizes are GiB throughout the planner, labelled GB as GPU datasheets and nvidia-smi do
 
 
 @dataclass(frozen=True)
 class Gpu:
     name: str
     peak_bf16_flops: float  # dense, FLOP/s
-    hbm_gb: float  # capacity, 1e9 bytes
+    hbm_gb: float  # capacity as quoted by the vendor, which is GiB (an "80GB" H100 holds 80 GiB = 85.9e9 bytes)
     hbm_gbps: float  # HBM bandwidth, GB/s
     nvlink_gbps: float  # per GPU, per direction, GB/s
     internode_gbps: float  # per GPU, per direction, GB/s
@@ -40,7 +41,7 @@ class Gpu:
 
     @property
     def hbm_bytes(self) -> float:
-        return self.hbm_gb * 1e9
+        return self.hbm_gb * GIB
 
 
 CATALOGUE: dict[str, Gpu] = {

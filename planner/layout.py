@@ -15,7 +15,9 @@ the logits; the larger is reported):
   With GELU 4h, MHA and dropout this is exactly the paper's sbh(10 + 24/t + 5as/(ht)).
 * the first stage holds min(m, p) micro-batches of its L/p layers (1F1B), times (1 + (p-1)/(p v)) when
   interleaved with v chunks; the last stage holds one, plus bf16 logits and their fp32 softmax (6 s b V / t).
-* a stated framework allowance: 2 GB (CUDA context, NCCL and cuBLAS workspaces) plus 5% for fragmentation.
+* a stated framework allowance: 2 GiB (CUDA context, NCCL and cuBLAS workspaces) plus 5% for fragmentation.
+
+Sizes are GiB (2^30 bytes), labelled GB as GPU capacities are quoted (an "80 GB" H100 holds 80 GiB).
 
 Time per step: (m + (p-1)/v) micro-batch slots of the slowest stage (ceil(L/p) layers, plus the output head on
 the last stage), each = matmul FLOPs at an achievable fraction of peak (the GPU's ``matmul_efficiency`` times
@@ -38,13 +40,13 @@ import itertools
 import math
 from dataclasses import asdict, dataclass, field
 
-from planner.hardware import Gpu
+from planner.hardware import GIB, Gpu
 from planner.shape import ModelShape
 
 RECOMPUTE = ("none", "selective", "full")
 ZERO_STAGES = (0, 1, 2, 3)
 BYTES_WEIGHT, BYTES_GRAD, BYTES_OPTIMIZER = 2, 2, 12
-FRAMEWORK_FIXED_BYTES = 2e9
+FRAMEWORK_FIXED_BYTES = 2 * 2**30
 FRAMEWORK_FRACTION = 0.05
 COMM_EFFICIENCY = 0.8
 GEMM_WIDTH_KNEE = 256  # x/(x + 256): a d_model/t of 768 runs at 75% of the GPU's large-GEMM efficiency
@@ -112,7 +114,7 @@ class Estimate:
 
     @property
     def memory_gb(self) -> float:
-        return self.memory["total"] / 1e9
+        return self.memory["total"] / GIB
 
 
 def _ring(bytes_: float, n: int, bandwidth_gbps: float, factor: float = 2.0) -> float:
@@ -213,12 +215,12 @@ def evaluate(work: Workload, gpu: Gpu, layout: Layout) -> Estimate:
     interleave_factor = 1 + (p - 1) / (p * v) if v > 1 else 1.0
     logits = 6.0 * seq * b * s.vocab / t
     stages = {}
-    for name, params, micro_batches, extra in (("first", first_params, in_flight * interleave_factor, 0.0),
-                                               ("last", last_params, 1.0, logits)):
+    for name, params, micro_batches in (("first", first_params, in_flight * interleave_factor),
+                                        ("last", last_params, 1.0)):
         mem = _state_bytes(params, lay)
         mem["zero3_buffers"] = 2 * layer_params * BYTES_WEIGHT if lay.zero == 3 and d > 1 else 0.0
         mem["activations"] = stored * per_stage * micro_batches + working
-        mem["logits"] = extra if (name == "last" or p == 1) else 0.0
+        mem["logits"] = logits if (name == "last" or p == 1) else 0.0
         if p == 1 and name == "last":
             continue
         subtotal = sum(mem.values())

@@ -158,7 +158,13 @@ def test_memory_totals_first_stage_and_framework_allowance() -> None:
     # 1F1B: the first stage holds p = 8 micro-batches of its 12 layers, 34 sbh / t each.
     assert e.memory["activations"] == pytest.approx(8 * 12 * 34 * 2048 * 12288 / 8)
     subtotal = sum(v for k, v in e.memory.items() if k not in ("framework", "total"))
-    assert e.memory["framework"] == pytest.approx(2e9 + 0.05 * subtotal)
+    assert e.memory["framework"] == pytest.approx(2 * 2**30 + 0.05 * subtotal)
+    assert e.memory_gb == pytest.approx(e.memory["total"] / 2**30)  # GiB, as "80 GB" of HBM is
+    assert e.feasible == (e.memory["total"] <= 80 * 2**30)
+    # One pipeline stage holds the logits too: bf16 logits and their fp32 softmax, 6 s b V / t bytes.
+    single = L.evaluate(work, A100, L.Layout(8, 8, 1, 1, 8, 1, "selective", True, 1))
+    assert single.worst_stage == "first" and single.memory["logits"] == pytest.approx(6 * 2048 * 51200 / 8)
+    assert e.memory["logits"] == 0  # the first of 8 stages has no output head
     # Interleaving with v chunks multiplies the first stage's activations by 1 + (p-1)/(p v).
     inter = L.evaluate(work, A100, L.Layout(1, 8, 8, 1, 64, 0, "selective", True, 2))
     assert inter.memory["activations"] == pytest.approx(e.memory["activations"] * (1 + 7 / 16))
