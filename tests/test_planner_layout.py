@@ -203,6 +203,11 @@ def test_ring_collectives_and_bubble() -> None:
         e = L.evaluate(work, A100, L.Layout(1, 8, 8, 1, 64, 0, "selective", True, v))
         slot = sum(e.times[k] for k in ("compute", "recompute", "elementwise", "tp_comm", "pp_comm")) / 64
         assert e.times["bubble"] == pytest.approx(7 / v * slot)  # (p - 1)/v idle slots: (p-1)/(v m) of the work
+    # Pipeline sends: activations and their gradients (b s h bf16, split by TP under SP) each way per micro-batch
+    # and chunk, over the inter-node network (64 GPUs span 8 nodes).
+    e = L.evaluate(work, A100, L.Layout(1, 8, 8, 1, 64, 0, "selective", True, 2))
+    send = 2 * 2048 * 12288 / 8 / (25e9 * 0.8)
+    assert e.times["pp_comm"] == pytest.approx(64 * (2 * 2 * send + 2 * 2 * 20e-6))
     # TP: 4 collectives per layer and micro-batch (6 with the recomputed forward), over NVLink.
     e = L.evaluate(work, A100, L.Layout(1, 8, 8, 1, 64, 0, "selective", True, 1))
     assert e.times["tp_comm"] == pytest.approx(64 * 12 * 4 * L._ring(2 * 2048 * 12288, 8, 300))
@@ -224,6 +229,11 @@ def test_dp_traffic_per_zero_stage() -> None:
         else:  # a reduce-scatter after each of the 3 micro-batches
             assert exposed[2] == pytest.approx(3 * max(0.0, rs - 2 / 3 * c) + max(0.0, rs - c / 3))
     assert exposed[1] <= exposed[0] and exposed[2] >= exposed[1]
+    # ZeRO-3: per micro-batch two parameter gathers and a gradient reduce-scatter, hidden behind its compute.
+    z3 = L.evaluate(work, H100, L.Layout(32, 1, 1, 1, 3, 3, "none", False, 1))
+    c = (z3.times["compute"] + z3.times["recompute"]) / 3
+    assert z3.times["zero3_exposed"] == pytest.approx(3 * max(0.0, 3 * rs - c))
+    assert z3.times["dp_comm_exposed"] == 0
     inside = L.evaluate(work, H100, L.Layout(8, 1, 1, 1, 3, 0, "none", False, 1))
     assert inside.times["dp_comm_exposed"] < exposed[0]  # 8 ranks stay on NVLink inside one node
 
