@@ -33,6 +33,11 @@ def store() -> duckdb.DuckDBPyConnection:
     return snapshot.cursor()
 
 
+def generation() -> int:
+    """How many parts the snapshot has loaded: a cache key that changes exactly when new data arrived."""
+    return _snapshot(str(home())).parts
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "data"
 

@@ -168,7 +168,7 @@ def runs(con: duckdb.DuckDBPyConnection, contains: str = "") -> pd.DataFrame:
     """
     return con.execute(
         """
-        WITH t AS (SELECT * FROM metrics WHERE source = 'trainer' AND contains(lower(run), lower($q))),
+        WITH t AS (SELECT * FROM metrics WHERE source = 'trainer'),
         meta AS (
             SELECT run,
                    arg_max(key, ts) FILTER (WHERE name = 'status') AS status,
@@ -185,7 +185,7 @@ def runs(con: duckdb.DuckDBPyConnection, contains: str = "") -> pd.DataFrame:
                    arg_max(value, step) FILTER (WHERE name = 'tokens_per_s') AS tokens_per_s,
                    arg_max(value, step) FILTER (WHERE name = 'mfu') AS mfu,
                    min(ts) AS first_ts, max(ts) AS last_ts
-            FROM t WHERE stage = 'train' GROUP BY run
+            FROM t WHERE stage = 'train' AND name IN ('loss', 'tokens_per_s', 'mfu') GROUP BY run
         ),
         ev AS (SELECT run, count(*) AS events FROM t WHERE stage = 'event' GROUP BY run)
         SELECT coalesce(meta.run, train.run) AS run, coalesce(meta.status, 'unknown') AS status,
@@ -194,6 +194,8 @@ def runs(con: duckdb.DuckDBPyConnection, contains: str = "") -> pd.DataFrame:
                coalesce(ev.events, 0) AS events, train.first_ts AS started, train.last_ts AS updated
         FROM meta FULL OUTER JOIN train ON meta.run = train.run
         LEFT JOIN ev ON ev.run = coalesce(meta.run, train.run)
+        -- filtered after aggregating: lower() on a few run names, not on every row
+        WHERE contains(lower(coalesce(meta.run, train.run)), lower($q))
         ORDER BY updated DESC NULLS LAST, run
         """,
         {"q": contains},

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard.common import LIVE_EVERY_S, download, guidance, home, store
+from dashboard.common import LIVE_EVERY_S, download, generation, guidance, home, store
 from metrics import queries
 
 LABELS = {"loss": "training loss", "val_loss": "validation loss", "lr": "learning rate", "grad_norm": "gradient norm",
@@ -57,6 +57,13 @@ if not chosen:
     st.stop()
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def load_curves(path: str, parts: int, runs: tuple[str, ...], names: tuple[str, ...], x_axis: str,
+                smoothing: float) -> dict[str, pd.DataFrame]:
+    # Keyed on the home and its part count: toggling a log scale reuses the curves; a new part reloads them.
+    return queries.curves(store(), list(runs), list(names), x_axis=x_axis, smoothing=smoothing)
+
+
 def event_positions(events: pd.DataFrame, curve: pd.DataFrame) -> pd.DataFrame:
     """Events placed on the curve's x-axis (steps map to wall time through that run's own points)."""
     placed = []
@@ -93,7 +100,8 @@ def curve_chart(curve: pd.DataFrame, events: pd.DataFrame, name: str) -> alt.Lay
 def curves() -> None:
     con = store()
     events = queries.events(con, chosen)
-    for name, curve in queries.curves(con, chosen, metrics_, x_axis=x_axis, smoothing=smoothing).items():
+    loaded = load_curves(str(home()), generation(), tuple(chosen), tuple(metrics_), x_axis, smoothing)
+    for name, curve in loaded.items():
         if log_x:
             curve = curve[curve["x"] > 0]
         if log_y:
