@@ -143,10 +143,14 @@ def read_metrics(home: str | os.PathLike[str]) -> Runs:
     per_run: dict[str, dict[str, float | str]] = {}
     for run, name, value, key in rows:
         per_run.setdefault(run, {})[name] = key if name == "status" else value
+    def usable(value: float | str | None) -> bool:
+        return isinstance(value, float) and math.isfinite(value) and value > 0
+
+    # A completed run whose final loss is not finite (a diverged run reports NaN) is skipped, not fatal.
     complete = sorted(
         r for r, v in per_run.items()
-        if v.get("status") == "completed" and METRIC_LOSS in v and METRIC_TOKENS in v
-        and (METRIC_PARAMS in v or METRIC_NON_EMBEDDING in v)
+        if v.get("status") == "completed" and usable(v.get(METRIC_LOSS)) and usable(v.get(METRIC_TOKENS))
+        and (usable(v.get(METRIC_PARAMS)) or usable(v.get(METRIC_NON_EMBEDDING)))
     )
     if len(complete) < MIN_RUNS:
         raise FitError(
@@ -154,7 +158,7 @@ def read_metrics(home: str | os.PathLike[str]) -> Runs:
             f"'{METRIC_TOKENS}' and '{METRIC_PARAMS}' (or '{METRIC_NON_EMBEDDING}'); need at least {MIN_RUNS}"
         )
     def pick(run: str, *names: str) -> float:
-        return float(next(per_run[run][n] for n in names if n in per_run[run]))
+        return float(next(per_run[run][n] for n in names if usable(per_run[run].get(n))))
 
     n = np.array([pick(r, METRIC_PARAMS, METRIC_NON_EMBEDDING) for r in complete])
     n_kaplan = np.array([pick(r, METRIC_NON_EMBEDDING, METRIC_PARAMS) for r in complete])

@@ -259,6 +259,7 @@ def test_fit_from_metrics_store(tmp_path, capsys) -> None:
     # A run still going, a failed one, and other sources are ignored.
     _trainer_run(store, "going", 1e9, 1e9, 3.0, status="running")
     _trainer_run(store, "crashed", 1e9, 1e9, 3.0, status="failed")
+    _trainer_run(store, "diverged", 1e9, 1e9, float("nan"))
     store.append([MetricRow("planner", "x", "fit", "final_loss", 9.0)])
     read = F.read_metrics(tmp_path)
     assert len(read) == 22 and read.source.startswith("metrics:")
