@@ -42,9 +42,9 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "data"
 
 
-def download(frame: pd.DataFrame, name: str, key: str) -> None:
+def download(frame: pd.DataFrame, name: str, key: str, label: str = "Download CSV") -> None:
     """A CSV download button for the data behind one chart or table."""
-    st.download_button("Download CSV", frame.to_csv(index=False).encode("utf-8"), file_name=f"{slug(name)}.csv",
+    st.download_button(label, frame.to_csv(index=False).encode("utf-8"), file_name=f"{slug(name)}.csv",
                        mime="text/csv", key=f"csv-{key}", icon=":material/download:")
 
 

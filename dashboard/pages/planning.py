@@ -77,17 +77,19 @@ if fit_law is not None:
                f"{analysis.BOOTSTRAP} bootstrap refits.")
     n_color = alt.Color("params:O", title="parameters N", legend=alt.Legend(format=".3s"),
                         scale=alt.Scale(scheme="tableau10"))
+    loss_axis = alt.Y("loss:Q", title="loss", scale=alt.Scale(zero=False))
     layers = [alt.Chart(curves).mark_area(opacity=0.15).encode(
-        x=alt.X(**log_axis("tokens", "tokens D")), y="lo:Q", y2="hi:Q", color=n_color)] if samples else []
+        x=alt.X(**log_axis("tokens", "tokens D")), y=alt.Y("lo:Q", title="loss"), y2="hi:Q",
+        color=n_color)] if samples else []
     layers.append(alt.Chart(curves).mark_line().encode(
-        x=alt.X(**log_axis("tokens", "tokens D")), y=alt.Y("loss:Q", scale=alt.Scale(zero=False)), color=n_color))
+        x=alt.X(**log_axis("tokens", "tokens D")), y=loss_axis, color=n_color))
     if not points.empty:
         layers.append(alt.Chart(points).mark_point(filled=True, size=60).encode(
             x="tokens:Q", y="loss:Q", color=n_color, tooltip=["point", "params", "tokens", "loss", "compute"]))
     st.altair_chart(alt.layer(*layers), width="stretch")
     download(curves, f"loss-curves-{fit_id}", "loss-curves")
     if not points.empty:
-        download(points, f"fit-points-{fit_id}", "fit-points")
+        download(points, f"fit-points-{fit_id}", "fit-points", "Download CSV (the fit's points)")
 
     st.subheader("IsoFLOP view")
     c_lo, c_hi = ((points["compute"].min(), points["compute"].max()) if not points.empty else (1e15, 1e18))
@@ -95,13 +97,19 @@ if fit_law is not None:
     n_lo, n_hi = ((points["params"].min() / 4, points["params"].max() * 4) if not points.empty else (1e5, 1e9))
     iso = analysis.isoflop_curves(fit_law, samples, budgets, np.geomspace(n_lo, n_hi, 80))
     optima = analysis.isoflop_optima(fit_law, budgets)
+    # Far from the data the band of the smallest budget grows without bound; keep the view on the curves.
+    view = alt.Scale(zero=False, domain=[float(min(iso["loss"].min(), points["loss"].min() if not points.empty
+                                                   else np.inf)) * 0.97,
+                                         float(max(iso["loss"].max(), points["loss"].max() if not points.empty
+                                                   else -np.inf)) * 1.05])
     c_color = alt.Color("compute:O", title="compute C (FLOPs)", legend=alt.Legend(format=".2e"),
                         scale=alt.Scale(scheme="tableau10"))
-    layers = [alt.Chart(iso).mark_area(opacity=0.12).encode(
-        x=alt.X(**log_axis("params", "parameters N")), y="lo:Q", y2="hi:Q", color=c_color)] if samples else []
+    layers = [alt.Chart(iso).mark_area(opacity=0.12, clip=True).encode(
+        x=alt.X(**log_axis("params", "parameters N")), y=alt.Y("lo:Q", title="loss", scale=view), y2="hi:Q",
+        color=c_color)] if samples else []
     layers += [
-        alt.Chart(iso).mark_line().encode(x=alt.X(**log_axis("params", "parameters N")),
-                                          y=alt.Y("loss:Q", scale=alt.Scale(zero=False)), color=c_color),
+        alt.Chart(iso).mark_line(clip=True).encode(x=alt.X(**log_axis("params", "parameters N")),
+                                                   y=alt.Y("loss:Q", title="loss", scale=view), color=c_color),
         alt.Chart(optima).mark_point(shape="diamond", size=120, filled=True, color="black").encode(
             x="params:Q", y="loss:Q", tooltip=["compute", "params", "tokens", "loss"]),
     ]
