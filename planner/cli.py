@@ -313,8 +313,6 @@ def plan(compute: float, gpus: int | None = None, gpu: str = "h100", law: str = 
     home = Path(".") if home is None else home
     catalogue = _catalogue(hardware)
     spec = get_gpu(gpu, catalogue)
-    if unique_tokens is not None and inference_tokens:
-        raise PlanError("--unique-tokens/--data and --inference-tokens cannot be combined yet; give one of them")
     fitted = fitted or resolve_fit(fit_spec, kaplan=(law == "kaplan"))
     chinchilla, cfit, kfit, fit_name = fitted.law, fitted.result, fitted.kaplan, fitted.name
     data_source = None
@@ -342,12 +340,14 @@ def plan(compute: float, gpus: int | None = None, gpu: str = "h100", law: str = 
             n, d, loss = constrained["params"], constrained["tokens"], constrained["loss"]
             notes.append(f"data-constrained: {constrained['epochs']:.2f} epochs over {unique_tokens:.3g} unique tokens")
         if inference_tokens:
-            inference = {**inference_aware(chinchilla, compute, inference_tokens),
+            inference = {**inference_aware(chinchilla, compute, inference_tokens, unique_tokens),
                          "inference_tokens": inference_tokens}
             n, d = inference["params"], inference["tokens"]
             notes.append(f"inference-aware: training compute {inference['training_compute']:.3g} FLOPs (> C) buys "
                          f"the same loss with a smaller model; lifetime FLOPs {inference['total_compute']:.3g} vs "
                          f"{inference['chinchilla_total_compute']:.3g}")
+            if unique_tokens is not None:
+                notes.append(f"with the data constraint: {inference['epochs']:.2f} epochs over the unique tokens")
         counted = "total"
     else:
         if unique_tokens is not None or inference_tokens:

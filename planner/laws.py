@@ -151,28 +151,55 @@ def data_constrained(law: ChinchillaLaw, compute: float, unique_tokens: float) -
             "unique_tokens": unique_tokens}
 
 
-def inference_aware(law: ChinchillaLaw, compute: float, inference_tokens: float) -> dict[str, float]:
+def inference_aware(law: ChinchillaLaw, compute: float, inference_tokens: float,
+                    unique_tokens: float | None = None) -> dict[str, float]:
     """Sardana et al. 2023: the (N, D) reaching the loss of the compute-optimal model at ``compute`` while
     minimising training plus inference FLOPs, 6 N D + 2 N D_inf. Smaller N, more training tokens.
+
+    With ``unique_tokens`` the reference model and the loss along the way are the data-constrained ones
+    (:func:`data_constrained`): repeated tokens buy less, so the trade toward small models stops earlier.
     """
     if not inference_tokens >= 0:
         raise ValueError(f"inference tokens must be non-negative, got {inference_tokens!r}")
-    n_opt, d_opt = law.optimal(compute)
-    target = law.loss(n_opt, d_opt)
+    if unique_tokens is None:
+        n_opt, d_opt = law.optimal(compute)
+        target = law.loss(n_opt, d_opt)
+    else:
+        reference = data_constrained(law, compute, unique_tokens)
+        n_opt, target = reference["params"], reference["loss"]
+        unique_params = params_for_tokens(law, unique_tokens)
 
     def tokens_for(n: float) -> float:
-        gap = target - law.E - law.A / n**law.alpha
-        return (law.B / gap) ** (1.0 / law.beta) if gap > 0 else math.inf
+        """D with L(N, D) = target; inf when no amount of data gets an N-parameter model there."""
+        if unique_tokens is None:
+            gap = target - law.E - law.A / n**law.alpha
+            return (law.B / gap) ** (1.0 / law.beta) if gap > 0 else math.inf
+        from scipy.optimize import brentq
+
+        n_eff = effective_params(n, min(unique_params, n))
+
+        def excess(log_d: float) -> float:
+            return law.loss(n_eff, effective_tokens(math.exp(log_d), unique_tokens)) - target
+
+        hi = math.log(unique_tokens) + 12.0  # ~160,000 epochs: effective tokens have long saturated
+        if excess(hi) > 0:
+            return math.inf
+        return math.exp(brentq(excess, math.log(1.0), hi, xtol=1e-12))
 
     def total(log_n: float) -> float:
         n = math.exp(log_n)
-        return math.log(6.0 * n * tokens_for(n) + 2.0 * n * inference_tokens)
+        d = tokens_for(n)
+        # A large finite value, not inf, keeps the bounded search well defined where the target is unreachable.
+        return math.log(6.0 * n * d + 2.0 * n * inference_tokens) if math.isfinite(d) else 1e3
 
     # The smallest model that can reach the target at all has A/N^alpha = target - E; stay just above it.
     n_min = (law.A / (target - law.E)) ** (1.0 / law.alpha)
     n = _minimise_log(total, math.log(n_min) + 1e-6, math.log(n_opt) + 1e-9)
     d = tokens_for(n)
-    return {"params": n, "tokens": d, "loss": target, "training_compute": 6.0 * n * d,
-            "inference_compute": 2.0 * n * inference_tokens,
-            "total_compute": 6.0 * n * d + 2.0 * n * inference_tokens,
-            "chinchilla_total_compute": compute + 2.0 * n_opt * inference_tokens}
+    out = {"params": n, "tokens": d, "loss": target, "training_compute": 6.0 * n * d,
+           "inference_compute": 2.0 * n * inference_tokens,
+           "total_compute": 6.0 * n * d + 2.0 * n * inference_tokens,
+           "chinchilla_total_compute": compute + 2.0 * n_opt * inference_tokens}
+    if unique_tokens is not None:
+        out["epochs"] = d / unique_tokens
+    return out

@@ -377,6 +377,12 @@ def test_plan_with_unique_tokens_data_version_and_inference(tmp_path, capsys) ->
     assert main(["--compute", "1e22", "--inference-tokens", "1e13", "--json"]) == 0
     inf = json.loads(capsys.readouterr().out)
     assert inf["params"] < HOFFMANN2022.optimal(1e22)[0] and inf["inference"]["training_compute"] > 1e22
+    # Both at once: the data-constrained model's loss, reached with a smaller model trained for more epochs.
+    assert main(["--compute", "1e22", "--data", "v1", "--inference-tokens", "1e12", "--json"]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert both["loss"] == pytest.approx(dc["loss"], rel=1e-9) and both["params"] < dc["params"]
+    assert both["inference"]["epochs"] == pytest.approx(both["tokens"] / 5e9)
+    assert both["inference"]["epochs"] > dc["epochs"]
     assert main(["--compute", "1e22", "--data", "v2"]) == 2
     assert "closest: v1" in capsys.readouterr().err
 
@@ -408,7 +414,7 @@ def test_layout_cli_evaluates_and_searches(capsys) -> None:
     (["--compute", "6e21", "--law", "chinchila"], "closest: chinchilla"),
     (["--compute", "6e21", "--fit", "hofman2022"], "closest preset: hoffmann2022"),
     (["--compute", "-1e21"], "must be a positive finite number"),
-    (["--compute", "6e21", "--unique-tokens", "1e9", "--inference-tokens", "1e12"], "cannot be combined"),
+    (["--compute", "6e21", "--law", "kaplan", "--unique-tokens", "1e9"], "apply to --law chinchilla"),
 ])
 def test_nonsense_exits_2_naming_the_closest_valid_option(argv: list[str], message: str, capsys) -> None:
     assert main(argv) == 2
@@ -424,3 +430,16 @@ def test_plan_with_a_toml_gpu(tmp_path, capsys) -> None:
     assert main(["--compute", "1e23", "--gpus", "512", "--json"]) == 0
     fast = json.loads(capsys.readouterr().out)
     assert slow["gpu"] == "h100-slow-net" and slow["days"] >= fast["days"]
+
+
+def test_inference_aware_under_a_data_constraint() -> None:
+    c, unique = 1e22, 2e10
+    reference = data_constrained(HOFFMANN2022, c, unique)
+    # No inference: the data-constrained optimum itself. Plenty of data: the unconstrained trade.
+    none = inference_aware(HOFFMANN2022, c, 0, unique)
+    assert none["params"] == pytest.approx(reference["params"], rel=1e-3)
+    assert inference_aware(HOFFMANN2022, c, 1e12, 1e16)["params"] == pytest.approx(
+        inference_aware(HOFFMANN2022, c, 1e12)["params"], rel=1e-3)
+    served = inference_aware(HOFFMANN2022, c, 1e12, unique)
+    assert served["params"] < reference["params"] and served["epochs"] > reference["epochs"]
+    assert served["total_compute"] < served["chinchilla_total_compute"]
