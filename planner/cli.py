@@ -338,7 +338,8 @@ def plan(compute: float, gpus: int | None = None, gpu: str = "h100", law: str = 
         if unique_tokens is not None:
             constrained = {**data_constrained(chinchilla, compute, unique_tokens), "source": data_source}
             n, d, loss = constrained["params"], constrained["tokens"], constrained["loss"]
-            notes.append(f"data-constrained: {constrained['epochs']:.2f} epochs over {unique_tokens:.3g} unique tokens")
+            notes.append(f"data-constrained optimum: {constrained['epochs']:.2f} epochs over {unique_tokens:.3g} "
+                         f"unique tokens")
         if inference_tokens:
             inference = {**inference_aware(chinchilla, compute, inference_tokens, unique_tokens),
                          "inference_tokens": inference_tokens}
