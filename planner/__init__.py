@@ -1,3 +1,5 @@
-"""Planner: scaling-law forms (:mod:`planner.laws`), Approach 3 fits (:mod:`planner.fit`), a GPU catalogue
-(:mod:`planner.hardware`) and the ``planner`` CLI (:mod:`planner.cli`). Reads the metrics store, never writes it.
+"""Planner: scaling-law forms (:mod:`planner.laws`) and fits (:mod:`planner.fit`), model shapes (:mod:`planner.shape`),
+a GPU catalogue (:mod:`planner.hardware`), parallel layouts (:mod:`planner.layout`), the published-run validation
+(:mod:`planner.validation`) and the ``planner`` CLI (:mod:`planner.cli`). Reads trainer runs from the metrics store and
+appends every plan and fit to it.
 """
