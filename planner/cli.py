@@ -173,10 +173,6 @@ def _home(value: str | None) -> Path:
     return Path(value or os.environ.get("TOKENMILL_HOME") or ".")
 
 
-def _catalogue(path: str | None) -> dict[str, Gpu]:
-    return load_catalogue(path)
-
-
 # ---------------------------------------------------------------------------------------------------- data
 
 
@@ -311,7 +307,7 @@ def plan(compute: float, gpus: int | None = None, gpu: str = "h100", law: str = 
     """The ``planner plan --json`` object (keys in docs/planner.md, "JSON output"). ``fitted`` saves refitting
     when the caller already resolved ``fit_spec``."""
     home = Path(".") if home is None else home
-    catalogue = _catalogue(hardware)
+    catalogue = load_catalogue(hardware)
     spec = get_gpu(gpu, catalogue)
     fitted = fitted or resolve_fit(fit_spec, kaplan=(law == "kaplan"))
     chinchilla, cfit, kfit, fit_name = fitted.law, fitted.result, fitted.kaplan, fitted.name
@@ -585,7 +581,7 @@ def _fit_text(report: dict[str, Any]) -> str:
 
 
 def layout_report(args: argparse.Namespace) -> tuple[dict[str, Any], Gpu]:
-    catalogue = _catalogue(args.hardware)
+    catalogue = load_catalogue(args.hardware)
     gpu = get_gpu(args.gpu, catalogue)
     ffn = args.ffn
     if ffn is None:
@@ -737,7 +733,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # A law fitted for this plan is recorded as a fit too, so the dashboard can show what the plan used.
             result["fit_run"] = _run_id("fit") if fitted.result is not None else None
             # Print first: recording imports pyarrow (and through it pandas), the slowest part of a plan.
-            print(json.dumps(result, indent=2) if args.json else _plan_text(result, _catalogue(args.hardware)),
+            print(json.dumps(result, indent=2) if args.json else _plan_text(result, load_catalogue(args.hardware)),
                   flush=True)
             rows = plan_rows(result, result["run"])
             if fitted.result is not None and fitted.runs is not None:
