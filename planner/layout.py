@@ -368,6 +368,8 @@ def candidates(work: Workload, gpu: Gpu, gpus: int, global_batch: int | None, ba
                         vs if fixed.interleave is None else [fixed.interleave]):
                     if zero > 0 and d == 1:
                         continue  # nothing to shard over
+                    if zero == 0 and d > 1 and fixed.zero is None:
+                        continue  # ZeRO-1 moves the same bytes with more overlap and holds less: 0 is dominated
                     out.append(Layout(d, t, p, b, m, zero, rec, sp, v))
     return out
 
