@@ -27,11 +27,13 @@ def test_presets_resolve_and_grow() -> None:
     assert build_config("small").model.n_layers == 12
 
 
-def test_small_preset_is_about_125m_parameters_at_gpt2_vocab() -> None:
-    cfg = dataclasses.replace(build_config("small").model, vocab_size=50304, seq_len=64)
+@pytest.mark.parametrize(("preset", "low", "high"), [("small", 110e6, 140e6), ("medium", 330e6, 370e6),
+                                                    ("1b", 1.0e9, 1.3e9)])
+def test_preset_sizes_at_gpt2_vocab(preset: str, low: float, high: float) -> None:
+    cfg = dataclasses.replace(build_config(preset).model, vocab_size=50304, seq_len=64)
     with torch.device("meta"):
         params = count_params(GPT(cfg))["params"]
-    assert 110e6 < params < 140e6
+    assert low < params < high
 
 
 def test_toml_file_and_set_overrides(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -47,5 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, CheckpointError, SpikeGuardGaveUp) as exc:
         print(f"trainer: error: {exc}", file=sys.stderr)
         return 2
-    print(result.run_dir)
+    if os.environ.get("RANK", "0") == "0":
+        print(result.run_dir)
     return 0

@@ -26,6 +26,7 @@ class ModelConfig:
     tie_embeddings: bool = True
     # Stop attention at document boundaries using the shard's doc_lengths (turns off flash kernels).
     doc_mask: bool = False
+    ffn_hidden: int = 0  # 0 = 8/3·d_model for SwiGLU (same parameters as a 4·d GELU MLP), 4·d_model for GELU
     bias: bool = False
     dropout: float = 0.0
     rope_base: float = 10000.0
@@ -35,6 +36,8 @@ class ModelConfig:
 
     @property
     def d_ff(self) -> int:
+        if self.ffn_hidden:
+            return self.ffn_hidden
         # SwiGLU has three matrices instead of two, so 2/3 of 4d keeps the parameter count of a GELU MLP;
         # rounding to 64 keeps matmuls on tensor-core-friendly shapes.
         if self.ffn == "swiglu":
@@ -91,6 +94,7 @@ class TrainConfig:
     device: str = "cpu"
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
     compile: bool = False
+    parallel: str = "ddp"  # ddp | fsdp (FSDP2: parameters, gradients and optimizer state sharded); under torchrun
     log_every: int = 10
     eval_every: int = 100
     eval_rows: int = 32  # rows held out of training for val_loss; 0 disables evaluation
@@ -136,11 +140,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "optim": {"lr": 3e-4, "warmup_steps": 1000},
         "guard": {"rollback_skip_batches": 300},
     },
-    # OLMo-1B shape: 16 layers of width 2048.
+    # OLMo-1B shape: 16 layers of width 2048, SwiGLU hidden 8192.
     "1b": {
         "max_steps": 100000, "batch_size": 4, "grad_accum": 16, "eval_every": 1000, "eval_rows": 256,
         "ckpt_every": 1000, "log_every": 10, "keep_every": 10000,
-        "model": {"n_layers": 16, "d_model": 2048, "n_heads": 16},
+        "model": {"n_layers": 16, "d_model": 2048, "n_heads": 16, "ffn_hidden": 8192},
         "optim": {"lr": 4e-4, "warmup_steps": 2000},
         "guard": {"rollback_skip_batches": 500},
     },
@@ -152,6 +156,7 @@ _CHOICES = {
     ("model", "norm"): ("rmsnorm", "layernorm"),
     ("optim", "schedule"): ("cosine", "wsd"),
     ("", "precision"): ("auto", "bf16", "fp16", "fp32"),
+    ("", "parallel"): ("ddp", "fsdp"),
 }
 
 

@@ -24,6 +24,9 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+from torch.distributed.fsdp import fully_shard
+from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
 from pipelines.shards import workspace_home
@@ -90,10 +93,10 @@ def lr_at(step: int, config: TrainConfig) -> float:
     return floor + 0.5 * (o.lr - floor) * (1 + math.cos(math.pi * progress))
 
 
-def params_sha256(model: torch.nn.Module) -> str:
+def params_sha256(state: dict[str, torch.Tensor]) -> str:
     """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -148,10 +151,16 @@ class Trainer:
         self.params, self.non_embedding_params = counts["params"], counts["non_embedding_params"]
         self.flops_per_token = flops_per_token(self.model_cfg, self.non_embedding_params)
         self.peak = peak_flops(self.device, self.precision, config.peak_flops)
+        self.fsdp = self.world > 1 and config.parallel == "fsdp"
+        if self.fsdp:
+            # FSDP2: each block is a unit, so only one block's full parameters exist at a time.
+            for block in self.raw.blocks:
+                fully_shard(block)
+            fully_shard(self.raw)
         self.model: torch.nn.Module = self.raw
         if config.compile:
             self.model = torch.compile(self.model)
-        if self.world > 1:
+        if self.world > 1 and not self.fsdp:
             self.model = DistributedDataParallel(self.model, device_ids=[self.device.index] if cuda else None)
         o = config.optim
         self.optimizer = torch.optim.AdamW(
@@ -169,15 +178,25 @@ class Trainer:
         self.identity = {
             "model": dataclasses.asdict(self.model_cfg), "data_version": self.data.version, "seed": config.seed,
             "global_batch": self.global_batch,
+            # FSDP saves optimizer state keyed by parameter name, the others by index: not interchangeable.
+            "optimizer_layout": "by_name" if self.fsdp else "by_index",
         }
 
     # ------------------------------------------------------------------------------- state
 
+    def _model_and_optimizer_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Full (unsharded) state dicts. Under FSDP this is a collective and only rank 0 gets the tensors."""
+        if self.fsdp:
+            return get_state_dict(self.raw, self.optimizer,
+                                  options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return self.raw.state_dict(), self.optimizer.state_dict()
+
     def _state(self) -> dict[str, Any]:
         p = self.progress
+        model_state, optimizer_state = self._model_and_optimizer_state()
         return {
-            "model": self.raw.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": model_state,
+            "optimizer": optimizer_state,
             "scaler": self.scaler.state_dict() if self.scaler else {},
             "guard": self.guard.state_dict(),
             "rng": {
@@ -190,8 +209,12 @@ class Trainer:
     def _restore(self, state: dict[str, Any], keep_lifetime: bool = False) -> None:
         """Load a checkpoint's state. ``keep_lifetime`` (a rollback) keeps what the run has learnt since:
         its data cursor, rollback count, learning-rate scale and event log."""
-        self.raw.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.fsdp:
+            set_state_dict(self.raw, self.optimizer, model_state_dict=state["model"],
+                           optim_state_dict=state["optimizer"], options=StateDictOptions(full_state_dict=True))
+        else:
+            self.raw.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler:
             self.scaler.load_state_dict(state["scaler"])
         self.guard.load_state_dict(state["guard"])
@@ -208,8 +231,13 @@ class Trainer:
 
     def _save(self) -> None:
         step = self.progress.step
+        if self.fsdp and not self.optimizer.state:
+            # get_state_dict would initialise an empty AdamW state with a zero-learning-rate step, which
+            # still counts as a step in Adam's bias correction; so FSDP runs have no step-0 checkpoint.
+            return
+        state = self._state()  # on every rank: gathering FSDP shards is a collective
         if self.rank == 0:
-            path = checkpoint.save(self.run_dir, step, self._state(), self.identity)
+            path = checkpoint.save(self.run_dir, step, state, self.identity)
             checkpoint.prune(self.run_dir, self.config.keep_last, self.config.keep_every)
             self._event("checkpoint", path.name)
             self._write_run_json("running")
@@ -312,7 +340,10 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         for j, b in enumerate(batches):
             sync = j == len(batches) - 1 or self.world == 1
-            with (contextlib.nullcontext() if sync else self.model.no_sync()), self._autocast():
+            if self.fsdp:
+                self.raw.set_requires_gradient_sync(sync)
+            no_sync = not sync and not self.fsdp
+            with (self.model.no_sync() if no_sync else contextlib.nullcontext()), self._autocast():
                 loss = self.model(b.inputs.to(self.device), b.targets.to(self.device),
                                   b.segments.to(self.device) if self.model_cfg.doc_mask else None)
             scaled = loss * scale
@@ -320,13 +351,15 @@ class Trainer:
             loss_sum += loss.detach()
         number = p.cursor // self.global_batch + 1
         if active(self.faults, "nan", number):
-            next(self.raw.parameters()).grad.view(-1)[0] = float("nan")
+            grad = next(self.raw.parameters()).grad
+            (grad.to_local() if isinstance(grad, DTensor) else grad).view(-1)[0] = float("nan")
             self._event("fault_injected", f"nan: gradients of global batch {number} made non-finite", step=p.step + 1)
         loss_value = self._all_sum(float(loss_sum)) / max(n_targets, 1.0)
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         clip = c.optim.grad_clip if c.optim.grad_clip > 0 else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.raw.parameters(), clip))
+        norm = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), clip)
+        grad_norm = float(norm.full_tensor() if isinstance(norm, DTensor) else norm)
         loss_scale = self.scaler.get_scale() if self.scaler else 1.0
 
         if self.scaler and math.isfinite(loss_value) and not math.isfinite(grad_norm):
@@ -400,6 +433,13 @@ class Trainer:
                     checkpoint._discard(checkpoint.checkpoint_dir(self.run_dir) / f"{checkpoint.PREFIX}{stale:08d}")
         self._barrier()
         self._save()
+
+    def _params_sha256(self) -> str:
+        model_state, _ = self._model_and_optimizer_state()
+        digest = [params_sha256(model_state) if self.rank == 0 else ""]
+        if self.world > 1:
+            dist.broadcast_object_list(digest, src=0)
+        return digest[0]
 
     # ------------------------------------------------------------------------------- evaluation
 
@@ -503,7 +543,7 @@ class Trainer:
                 self.report.scalars(p.step, {"val_loss": final_loss}, stage="eval")
             if checkpoint.steps(self.run_dir)[-1:] != [p.step]:
                 self._save()
-            digest = params_sha256(self.raw)
+            digest = self._params_sha256()
             self._write_run_json("completed", final_loss, digest)
             self._run_rows("completed")
             self.report.run_info({}, {"final_step": p.step, "final_loss": final_loss, "first_loss": p.first_loss,
