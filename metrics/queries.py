@@ -202,6 +202,15 @@ def runs(con: duckdb.DuckDBPyConnection, contains: str = "") -> pd.DataFrame:
     ).df()
 
 
+def scalar_names(con: duckdb.DuckDBPyConnection, runs_: list[str]) -> list[str]:
+    """Names of the train and eval scalars the given runs logged: the documented ones first, in
+    :data:`TRAIN_SCALARS` order, then any others the trainer added (clip rate, memory, …) by name."""
+    found = {r[0] for r in con.execute(
+        "SELECT DISTINCT name FROM metrics WHERE source = 'trainer' AND stage IN ('train', 'eval') "
+        "AND list_contains($runs, run)", {"runs": list(runs_)}).fetchall()}
+    return [n for n in TRAIN_SCALARS if n in found] + sorted(found - set(TRAIN_SCALARS))
+
+
 def _series_raw(con: duckdb.DuckDBPyConnection, runs_: list[str], names: list[str]) -> dict[str, np.ndarray]:
     """Every logged point of the given names and runs as arrays name (index into ``names``), run (index
     into ``runs_``), step, value; sorted by name, run, step, one point per step.

@@ -222,3 +222,13 @@ def test_sample_documents_filters(home: Path, version: str) -> None:
     assert not set(page1["id"]) & set(page2["id"])
     with pytest.raises(ValueError):
         catalog.sample_documents(home, version, limit=10_000)
+
+
+def test_scalar_names_lists_documented_curves_first(tmp_path: Path) -> None:
+    write_run(tmp_path, "r", 20, log_every=10)
+    MetricsStore(tmp_path).append([MetricRow("trainer", "r", "train", "clip_rate", 0.1, step=10),
+                                   MetricRow("trainer", "other", "train", "memory_gb", 3.0, step=10)])
+    names = queries.scalar_names(connect(tmp_path), ["r"])
+    assert names == ["loss", "val_loss", "lr", "grad_norm", "loss_scale", "tokens_per_s", "mfu", "tokens_seen",
+                     "clip_rate"]
+    assert queries.scalar_names(connect(tmp_path), ["x' OR 1=1 --"]) == []

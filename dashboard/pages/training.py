@@ -41,8 +41,9 @@ running = [r for r, s in zip(table["run"], table["status"], strict=True) if s ==
 default = list(dict.fromkeys(running + names))[:3]
 chosen = st.multiselect("Runs to compare", names, default=default, key="runs")
 cols = st.columns([2, 2, 1, 1, 1])
-metrics_ = cols[0].multiselect("Curves", queries.TRAIN_SCALARS, key="curves", format_func=LABELS.get,
-                               default=["loss", "val_loss", "lr", "grad_norm", "loss_scale", "tokens_per_s", "mfu"])
+logged = queries.scalar_names(store(), chosen)
+metrics_ = cols[0].multiselect("Curves", logged, key="curves", format_func=lambda n: LABELS.get(n, n),
+                               default=[n for n in logged if n in LABELS and n != "tokens_seen"])
 smoothing = cols[1].slider("EMA smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
                            help="Weight on the past in TensorBoard's debiased EMA; 0 shows the raw values only")
 x_axis = cols[2].radio("x-axis", ["step", "wall"], key="x_axis", format_func={
@@ -82,7 +83,7 @@ def curve_chart(curve: pd.DataFrame, events: pd.DataFrame, name: str) -> alt.Lay
     y = alt.Scale(type="log" if log_y else "linear", zero=False)
     base = alt.Chart(curve).encode(x=x, color=alt.Color("run:N", title="run", scale=alt.Scale(scheme="tableau10")))
     lines = [base.mark_line(opacity=0.25 if smoothing > 0 else 1.0, strokeWidth=1).encode(
-        y=alt.Y("value:Q", title=LABELS[name], scale=y), tooltip=["run", "step", "x", "value"])]
+        y=alt.Y("value:Q", title=LABELS.get(name, name), scale=y), tooltip=["run", "step", "x", "value"])]
     if smoothing > 0:
         lines.append(base.mark_line(strokeWidth=2).encode(
             y=alt.Y("smoothed:Q", scale=y), tooltip=["run", "step", "x", "smoothed"]))
@@ -106,7 +107,7 @@ def curves() -> None:
             curve = curve[curve["x"] > 0]
         if log_y:
             curve = curve[(curve["value"] > 0) & (curve["smoothed"] > 0)]
-        st.subheader(LABELS[name])
+        st.subheader(LABELS.get(name, name))
         if curve.empty:
             st.caption(f"No `{name}` logged by the selected runs" + (" (above zero)." if log_y or log_x else "."))
             continue
