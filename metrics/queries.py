@@ -50,7 +50,13 @@ class Snapshot:
     def refresh(self) -> int:
         """Load parts written since the last refresh; returns how many were new."""
         with self._lock:
-            new = sorted(str(p) for p in self.root.glob("*/part-*.parquet") if str(p) not in self._seen)
+            current = {str(p) for p in self.root.glob("*/part-*.parquet")}
+            if not self._seen <= current:
+                # Writers never delete parts, but a person can (`make clean`): start over rather than
+                # keep showing rows that are gone.
+                self._con.execute("DELETE FROM metrics")
+                self._seen.clear()
+            new = sorted(current - self._seen)
             if new:
                 names = ", ".join(f.name for f in SCHEMA)
                 self._con.execute(

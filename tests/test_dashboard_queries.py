@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,9 @@ def test_snapshot_matches_connect_and_loads_only_new_parts(home: Path, tmp_path:
     assert empty.refresh() == 0 and queries.runs(empty.cursor()).empty
     write_run(tmp_path, "late", 20, log_every=10)
     assert empty.refresh() == 4 and list(queries.runs(empty.cursor())["run"]) == ["late"]
+    shutil.rmtree(tmp_path / "metrics")
+    write_run(tmp_path, "after-clean", 10, log_every=10)
+    assert empty.refresh() == 3 and list(queries.runs(empty.cursor())["run"]) == ["after-clean"]
 
 
 def test_runs_table(home: Path) -> None:
