@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| preset | params | micro-batch | tokens/s | MFU | peak memory GB |")
     print("|---|---:|---:|---:|---:|---:|")
     for preset, params, batch, v in results:
-        print(f"| {preset} | {params / 1e6:,.0f}M | {batch} | {v.get('tokens_per_s', 0):,.0f} | "
+        print(f"| {preset} | {params / 1e6:,.1f}M | {batch} | {v.get('tokens_per_s', 0):,.0f} | "
               f"{100 * v.get('mfu', 0):.1f}% | {v.get('memory_gb', 0):.1f} |")
     return 0
 

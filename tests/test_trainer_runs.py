@@ -102,6 +102,32 @@ def test_rerun_of_completed_run_trains_nothing(clean: RunResult) -> None:
     assert sorted((clean.run_dir.parents[1] / "metrics").rglob("part-*")) == parts
 
 
+# -------------------------------------------------------------------------------------------- data
+
+
+def test_data_stream_splits_ranks_covers_epochs_and_holds_out_validation(data_home: Path) -> None:
+    data = TokenData(resolve_data(data_home, None), seed=3, eval_rows=32)
+    try:
+        assert len(data.val_rows) == 32 and not set(data.val_rows) & set(data.train_rows)
+        n = len(data.train_rows)
+        epoch = [data.stream_row(i) for i in range(n)]
+        assert sorted(epoch) == sorted(int(r) for r in data.train_rows)  # every row once per epoch
+        assert [data.stream_row(i) for i in range(n, n + 50)] != epoch[:50]  # a fresh order next epoch
+        # Two ranks with one micro-batch each read disjoint rows whose union is one rank's two micro-batches.
+        ranks = [data.train_micro_batch(64, rank, 0, 1, 4).inputs for rank in (0, 1)]
+        alone = [data.train_micro_batch(64, 0, j, 2, 4).inputs for j in (0, 1)]
+        assert torch.equal(torch.cat(ranks), torch.cat(alone))
+        assert not any(torch.equal(a, b) for a in ranks[0] for b in ranks[1])
+        again = TokenData(resolve_data(data_home, None), seed=3, eval_rows=32)
+        assert [again.stream_row(i) for i in range(5000, 5010)] == [data.stream_row(i) for i in range(5000, 5010)]
+        again.close()
+        batch = data.batch([int(data.train_rows[0])])
+        real = int(data.real_len[int(data.train_rows[0])])
+        assert (batch.targets[0, real - 1:] == -100).all() and (batch.targets[0, : real - 1] != -100).all()
+    finally:
+        data.close()
+
+
 # ------------------------------------------------------------------------------------------ faults
 
 

@@ -125,8 +125,6 @@ class Trainer:
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if cuda else "gloo")
         self.precision = config.resolved_precision()
-        if self.precision == "bf16" and not cuda and config.compile:
-            raise RuntimeError("bf16 autocast with --compile is only supported on CUDA")
 
         self.home = workspace_home(config.home)
         self.data = TokenData(resolve_data(self.home, config.data), config.seed, config.eval_rows)
