@@ -124,6 +124,14 @@ def test_data_stream_splits_ranks_covers_epochs_and_holds_out_validation(data_ho
         batch = data.batch([int(data.train_rows[0])])
         real = int(data.real_len[int(data.train_rows[0])])
         assert (batch.targets[0, real - 1:] == -100).all() and (batch.targets[0, : real - 1] != -100).all()
+        # Document segments for masking: position p belongs to the piece whose cumulative length exceeds p.
+        rows = [int(r) for r in data.train_rows[:20]]
+        segments = data.batch(rows, with_segments=True).segments
+        for i, row in enumerate(rows):
+            ends = torch.tensor(data._doc_lengths(row)).cumsum(0)
+            expected = torch.bucketize(torch.arange(127), ends, right=True)
+            assert torch.equal(segments[i], expected)
+        assert any(len(data._doc_lengths(r)) > 1 for r in rows)  # the check saw real boundaries
     finally:
         data.close()
 
