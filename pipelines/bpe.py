@@ -20,7 +20,7 @@ class TokenizerConfig:
     vocab_size: int = 8192
     path: str = ""  # an existing tokenizer.json to reuse instead of training
     # The training sample: the kept documents with the smallest hash(id), each cut to max chars.
-    sample_docs: int = 20_000
+    sample_docs: int = 10_000
     sample_chars_per_doc: int = 20_000
     min_frequency: int = 2
     batch_size: int = 256

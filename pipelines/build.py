@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
+import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsSingleton
@@ -156,12 +157,48 @@ class BuildResult:
     reused: bool
 
 
+def _read_json(path: Path, default: Any) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else default
+
+
 def _take_json(path: Path, default: Any) -> Any:
-    if not path.exists():
-        return default
-    data = json.loads(path.read_text(encoding="utf-8"))
-    path.unlink()
+    data = _read_json(path, default)
+    path.unlink(missing_ok=True)
     return data
+
+
+class AccountingError(RuntimeError):
+    """The build's documents do not add up; the staging directory is left in place as evidence."""
+
+    def __init__(self, staging: Path, counts: dict[str, int], per_stage: dict[str, Any], problems: list[str]):
+        lines = [f"document accounting does not add up, refusing to publish: {counts}", *problems,
+                 "per stage (in → kept, rejected by reason):"]
+        lines += [f"  {stage:<9} {n['in']:>10,} → {n['kept']:>10,}  {n['rejected']}" for stage, n in per_stage.items()]
+        lines.append(f"staged files kept for inspection in {staging} (removed by the next build)")
+        super().__init__("\n".join(lines))
+        self.staging, self.counts, self.problems = staging, counts, problems
+
+
+def _parquet_rows(folder: Path) -> int:
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in folder.glob("*.parquet"))
+
+
+def accounting_problems(staging: Path, counts: dict[str, int], inputs: list[dict]) -> list[str]:
+    """Checks the counts three independent ways: the statistics add up, they match the rows actually
+    written, and they match what the readers saw in each input file."""
+    problems = []
+    if counts["input"] != counts["kept"] + counts["rejected"] + counts["dead_letter"]:
+        missing = counts["input"] - counts["kept"] - counts["rejected"] - counts["dead_letter"]
+        problems.append(f"input - kept - rejected - dead_letter = {missing:,}")
+    for folder, name in (("docs", "kept"), ("rejected", "rejected"), ("dead_letter", "dead_letter")):
+        written = _parquet_rows(staging / folder)
+        if written != counts[name]:
+            problems.append(f"{folder}/ holds {written:,} rows but the statistics count {counts[name]:,} {name}")
+    read = sum(i["records"] + i["dead_letters"] for i in inputs)
+    if read != counts["input"]:
+        problems.append(f"the readers saw {read:,} records in {len(inputs)} input files, "
+                        f"the statistics count {counts['input']:,}")
+    return problems
 
 
 def stage_counts(stats: list[list], stages: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, int]]:
@@ -205,12 +242,15 @@ def content_digest(staging: Path, config: dict, inputs: list) -> str:
 
 def publish(staging: Path, data_dir: Path, config: BuildConfig, parent: str | None,
             started: float) -> BuildResult:
-    stats = _take_json(staging / "_stats.json", [])
-    inputs = _take_json(staging / "_inputs.json", [])
-    shard_list = sorted(_take_json(staging / "_shards.json", []), key=lambda s: s["path"])
+    stats = _read_json(staging / "_stats.json", [])
+    inputs = _read_json(staging / "_inputs.json", [])
     per_stage, counts = stage_counts(stats, config.stages)
-    if counts["input"] != counts["kept"] + counts["rejected"] + counts["dead_letter"]:
-        raise RuntimeError(f"document accounting does not add up, refusing to publish: {counts}")
+    problems = accounting_problems(staging, counts, inputs)
+    if problems:
+        raise AccountingError(staging, counts, per_stage, problems)
+    for name in ("_stats.json", "_inputs.json"):
+        (staging / name).unlink(missing_ok=True)
+    shard_list = sorted(_take_json(staging / "_shards.json", []), key=lambda s: s["path"])
     _ensure_parquet(staging / "docs", T.docs_schema(config))
     _ensure_parquet(staging / "rejected", T.rejected_schema(config))
     _ensure_parquet(staging / "dead_letter", T.DEAD_LETTER_SCHEMA)
@@ -412,7 +452,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"input error: {err}", file=sys.stderr)
         return 2
-    result = build(config, inputs, data_dir, beam_args, home)
+    try:
+        result = build(config, inputs, data_dir, beam_args, home)
+    except AccountingError as err:
+        print(f"build failed: {err}", file=sys.stderr)
+        return 1
     print(json.dumps(result.manifest, indent=2) if args.json else
           summary(result.manifest, result.path, "reused existing" if result.reused else "published"))
     return 0

@@ -29,7 +29,7 @@ STAGES = ("langid", "quality", "dedup", "pii", "tokenize", "pack")
 @dataclass(frozen=True)
 class OutputConfig:
     # Rows per Parquet file for docs/, rejected/ and dead_letter/; the file count follows the data.
-    rows_per_file: int = 50_000
+    rows_per_file: int = 10_000
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -115,6 +116,26 @@ def band_keys(signature: np.ndarray, bands: int, rows: int) -> list[bytes]:
 
 def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero(a == b)) / len(a)
+
+
+# Buckets travel through the shuffle in this many groups, not one key per bucket: almost every LSH bucket
+# holds a single document, and a runner's per-key overhead (not the bytes) dominated the shuffle's memory.
+# 2^16 groups keep each group small at any corpus size (about 200k bucket entries per group at 1B docs).
+BUCKET_GROUPS = 1 << 16
+
+
+def bucket_group(key: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(key, digest_size=2).digest(), "big")
+
+
+def grouped_star_edges(entries: Iterable[tuple[bytes, str]]) -> Iterator[tuple[str, str]]:
+    """(bucket key, document id) pairs of one bucket group → the star edges of each bucket in it."""
+    buckets: dict[bytes, list[str]] = defaultdict(list)
+    for key, doc_id in entries:
+        buckets[key].append(doc_id)
+    for members in buckets.values():
+        if len(members) > 1:
+            yield from star_edges(members)
 
 
 def star_edges(members: Iterable[str]) -> Iterator[tuple[str, str]]:

@@ -162,12 +162,14 @@ class DedupKeys(beam.DoFn):
         exact = dedup.normalized_key(normalized)
         yield TaggedOutput("member", (doc_id, (float(doc.get("quality_score") or 0.0), exact)))
         if self.config.exact:
-            yield TaggedOutput("bucket", (b"x" + exact.encode(), doc_id))
+            key = b"x" + exact.encode()
+            yield TaggedOutput("bucket", (dedup.bucket_group(key), (key, doc_id)))
         if self.config.near:
             signature = self.signer.signature_of_normalized(normalized)
             yield (doc_id, signature)
             for key in dedup.band_keys(signature, self.config.bands, self.config.rows):
-                yield TaggedOutput("bucket", (b"b" + key, doc_id))
+                key = b"b" + key
+                yield TaggedOutput("bucket", (dedup.bucket_group(key), (key, doc_id)))
 
 
 def _pair_with_first_signature(item: tuple[str, dict[str, list]]) -> Iterator[tuple[str, tuple]]:
@@ -278,7 +280,7 @@ class Deduplicate(beam.PTransform):
         edges = (
             keys.bucket
             | "GroupBuckets" >> beam.GroupByKey()
-            | "StarEdges" >> beam.FlatMap(lambda kv: dedup.star_edges(kv[1]))
+            | "StarEdges" >> beam.FlatMap(lambda kv: dedup.grouped_star_edges(kv[1]))
             | "DistinctEdges" >> beam.Distinct()
         )
         if cfg.near:

@@ -347,3 +347,16 @@ def test_star_rounds_converge_to_component_minimum(data: st.DataObject, n_nodes:
     used, final = _run_until_star_forest(edges, DedupConfig().cc_rounds)
     assert used <= DedupConfig().cc_rounds
     _assert_star_forest_labels(edges, final)
+
+
+def test_grouped_star_edges_keep_buckets_apart() -> None:
+    entries = [(b"b1", "d3"), (b"b2", "d9"), (b"b1", "d1"), (b"b3", "d5"), (b"b1", "d2"), (b"b2", "d4")]
+    assert sorted(dedup.grouped_star_edges(entries)) == [("d1", "d2"), ("d1", "d3"), ("d4", "d9")]
+
+
+def test_bucket_groups_are_stable_and_spread() -> None:
+    keys = [b"b" + bytes([band]) + i.to_bytes(12, "big") for band in range(20) for i in range(500)]
+    groups = [dedup.bucket_group(k) for k in keys]
+    assert groups == [dedup.bucket_group(k) for k in keys]
+    assert all(0 <= g < dedup.BUCKET_GROUPS for g in groups)
+    assert len(set(groups)) > 0.8 * len(keys)  # 10,000 keys over 65,536 groups rarely share one
