@@ -117,7 +117,7 @@ def model_state_memory(plan: pd.Series) -> pd.DataFrame:
         "gradients (bf16)": shard * BYTES_GRADS / (dp if zero >= 2 else 1),
         "optimizer (fp32 master, Adam m and v)": shard * BYTES_OPTIMIZER / (dp if zero >= 1 else 1),
     }
-    frame = pd.DataFrame({"part": list(parts), "gb": [v / 1e9 for v in parts.values()]})
+    frame = pd.DataFrame({"part": list(parts), "gb": [v / 2**30 for v in parts.values()]})
     total = plan.get("memory_gb_per_gpu")
     if isinstance(total, int | float) and math.isfinite(total):
         rest = float(total) - float(frame["gb"].sum())

@@ -48,7 +48,7 @@ VIEWS = {
     "train_scalars": (
         "SELECT ts, run, step, name, value FROM metrics WHERE source = 'trainer' AND stage = 'train'"
     ),
-    "planner_results": "SELECT ts, run, stage, name, key, value FROM metrics WHERE source = 'planner'",
+    "planner_results": "SELECT ts, run, stage, step, name, key, value FROM metrics WHERE source = 'planner'",
 }
 
 

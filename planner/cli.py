@@ -135,7 +135,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="leave out the K highest-loss runs (Epoch's replication drops 5)")
     fit.add_argument("--exhaustive", action="store_true",
                      help="run scipy L-BFGS-B from all 4500 grid starts (slow; the default screens them in batch)")
-    fit.add_argument("--home", help="workspace for the metrics store the fit is recorded in")
+    fit.add_argument("--home", help="workspace for the metrics store the fit is recorded in (default $TOKENMILL_HOME, "
+                     "else the workspace whose runs were read, else the current dir)")
     fit.add_argument("--json", action="store_true", help="print one JSON object")
 
     layout = sub.add_parser("layout", help="evaluate a parallel layout, or search for the fastest one")
@@ -169,8 +170,16 @@ def _human(x: float) -> str:
     return f"{x:.3g}"
 
 
-def _home(value: str | None) -> Path:
-    return Path(value or os.environ.get("TOKENMILL_HOME") or ".")
+def _home(value: str | None, read_from: str | None = None) -> Path:
+    """Where results are recorded: --home, else $TOKENMILL_HOME, else the workspace whose runs were read, else ".".
+
+    Recording a fit of HOME's runs into HOME keeps the runs, their fit and the plans made with it together.
+    """
+    if value or os.environ.get("TOKENMILL_HOME"):
+        return Path(value or os.environ["TOKENMILL_HOME"])
+    if read_from and Path(read_from).is_dir():
+        return fitting.workspace(read_from)
+    return Path(".")
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -722,7 +731,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(args_list)
     except SystemExit as exc:  # argparse already printed the message; hand back its code (2 for bad input)
         return int(exc.code or 0)
-    home = _home(args.home)
+    read_from = {"plan": lambda: args.fit, "fit": lambda: args.metrics or args.runs}.get(args.command, lambda: None)()
+    home = _home(args.home, read_from)
     try:
         if args.command == "plan":
             fitted = resolve_fit(args.fit, kaplan=args.law == "kaplan")

@@ -118,6 +118,12 @@ def read_csv(path: str | os.PathLike[str]) -> Runs:
     return Runs(np.array(n), np.array(d), np.array(loss), source=str(path))
 
 
+def workspace(path: str | os.PathLike[str]) -> Path:
+    """The workspace of ``path``, which may name the workspace or its ``metrics`` folder."""
+    path = Path(path)
+    return path.parent if path.name == "metrics" and not (path / "metrics").is_dir() else path
+
+
 def read_metrics(home: str | os.PathLike[str]) -> Runs:
     """Completed trainer runs from the metrics store under ``home`` (docs/metrics.md, "What the trainer writes").
 
@@ -127,9 +133,7 @@ def read_metrics(home: str | os.PathLike[str]) -> Runs:
     """
     from metrics.store import connect  # read-only use of the store, as the architecture allows
 
-    home = Path(home)
-    if home.name == "metrics" and not (home / "metrics").is_dir():
-        home = home.parent
+    home = workspace(home)
     con = connect(home)
     rows = con.execute(
         """

@@ -223,9 +223,8 @@ def test_fit_cli_on_csv(tmp_path, capsys) -> None:
                      [chinchilla_run]).fetchall()
     names = ("E", "A", "B", "alpha", "beta")
     assert {(k, n) for k, n, _ in ci} == {(k, n) for k in names for n in ("ci95_lo", "ci95_hi")}
-    # planner_results has no step column; the point index lives in `metrics`.
-    points = con.execute("SELECT count(*), count(DISTINCT step) FROM metrics WHERE run = ? AND stage = 'fit_point'",
-                         [chinchilla_run]).fetchone()
+    points = con.execute("SELECT count(*), count(DISTINCT step) FROM planner_results "
+                         "WHERE run = ? AND stage = 'fit_point'", [chinchilla_run]).fetchone()
     assert points == (64 * 3, 64)
 
 
@@ -250,7 +249,7 @@ def _trainer_run(store: MetricsStore, run: str, n: float, d: float, loss: float,
         store.append([MetricRow("trainer", run, "run", "status", 0.0, key=status)])
 
 
-def test_fit_from_metrics_store(tmp_path, capsys) -> None:
+def test_fit_from_metrics_store(tmp_path, capsys, monkeypatch) -> None:
     full = synthetic_runs(TRUE, noise=0.0)
     runs = F.Runs(full.n[::3], full.d[::3], full.loss[::3])  # 22 noiseless runs, all 8 sizes: fast and exact
     store = MetricsStore(tmp_path)
@@ -284,6 +283,12 @@ def test_fit_from_metrics_store(tmp_path, capsys) -> None:
     assert fitted["alpha"] == pytest.approx(TRUE.alpha, rel=1e-3) and fitted["n_points"] == 22
     assert con.execute("SELECT count(*) FROM planner_results WHERE run = ? AND stage = 'plan'",
                        [plan["run"]]).fetchone()[0] > 10
+    # Without --home or $TOKENMILL_HOME, a fit of HOME's runs is recorded in HOME itself.
+    monkeypatch.delenv("TOKENMILL_HOME")
+    monkeypatch.chdir(tmp_path / "home")
+    assert main(["fit", str(tmp_path / "metrics"), "--bootstrap", "0"]) == 0
+    assert connect(tmp_path).execute("SELECT count(*) FROM planner_results WHERE stage = 'fit' AND name = 'form'"
+                                     ).fetchone()[0] == 4  # the --home fit and this one, two forms each
     empty = tmp_path / "empty"
     assert main(["fit", "--metrics", str(empty)]) == 2
     assert "need at least 5" in capsys.readouterr().err

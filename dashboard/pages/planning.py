@@ -200,7 +200,7 @@ cols[4].metric("Step time (s)", number("step_time_s", ".2f"))
 
 st.subheader("Memory per GPU")
 memory = analysis.model_state_memory(plan)
-chart = alt.Chart(memory).mark_bar().encode(x=alt.X("sum(gb):Q", title="GB per GPU"),
+chart = alt.Chart(memory).mark_bar().encode(x=alt.X("sum(gb):Q", title="GiB per GPU"),
                                             color=alt.Color("part:N", title=None), tooltip=["part", "gb"])
 st.altair_chart(chart, width="stretch")
 st.caption("Model states follow from the plan's size and layout (2 + 2 + 12 bytes per parameter, sharded by "
