@@ -127,7 +127,9 @@ laws = dict(analysis.PUBLISHED)
 for other in fits.to_dict("records"):
     law = analysis.law_of(pd.Series(other))
     if law is not None:
-        laws[f"fit {other['id']}"] = law
+        # Name fits by what they were fitted to: our sweep's store and a published run table read apart.
+        source = str(other.get("input") or "").removeprefix("metrics:").rstrip("/").rsplit("/", 1)[-1]
+        laws[f"fit {other['id']}" + (f" ({source})" if source else "")] = law
 known = [v for v in [*(points["compute"] if fit_law is not None and not points.empty else []),
                      *(plans["compute"] if "compute" in plans else [])] if isinstance(v, float) and v > 0]
 c_min = min([1e17, *known]) / 10
