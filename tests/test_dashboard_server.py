@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,46 +12,14 @@ import psutil
 import pytest
 
 from dashboard.__main__ import command
+from tests.browser import CHROMIUM, NO_CHROMIUM, ROOT, dashboard_server, health, launch, render_pages
 from tests.dashboard_fixtures import HOSTILE_TEXT, make_populated
-
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# page path -> what must be on it once rendered
-PAGES = {"": "Funnel", "training": "training loss", "planning": "IsoFLOP view"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def health(port: int) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
-            return response.read().decode()
-    except OSError:
-        return None
 
 
 @pytest.fixture(scope="module")
 def server(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen, int]]:
-    home = make_populated(built, tmp_path_factory.mktemp("dash") / "home")
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "dashboard", "--home", str(home), "--port", str(port)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while health(port) != "ok":
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"server did not come up: {proc.communicate()[0].decode()[-2000:]}")
-        time.sleep(0.3)
-    yield proc, port
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with dashboard_server(make_populated(built, tmp_path_factory.mktemp("dash") / "home")) as running:
+        yield running
 
 
 def test_listens_on_loopback_only_by_default(server: tuple[subprocess.Popen, int]) -> None:
@@ -76,8 +40,7 @@ def test_command_line_flags() -> None:
     assert result.returncode == 2 and "is not a directory" in result.stderr
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (Debian: apt-get install chromium chromium-driver); "
-                                            ".ci/run installs it")
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 def test_every_page_renders_in_chromium(server: tuple[subprocess.Popen, int], tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
     _, port = server
@@ -86,25 +49,10 @@ def test_every_page_renders_in_chromium(server: tuple[subprocess.Popen, int], tm
         targets.append((ROOT / os.environ["TOKENMILL_SCREENSHOTS"]).resolve())
     dialogs: list[str] = []
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run"])
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        for path, marker in PAGES.items():
-            page.goto(f"http://127.0.0.1:{port}/{path}")
-            page.get_by_text(marker, exact=True).first.wait_for(timeout=90_000)
-            page.locator(".vega-embed canvas, .vega-embed svg").first.wait_for(timeout=90_000)
-            # Streamlit shows its status widget while a script run is in progress.
-            page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
-                                   timeout=90_000)
-            assert page.locator('[data-testid="stException"]').count() == 0, path
-            body = page.inner_text("body")
-            assert "Traceback" not in body and "Error" not in body, path
-            for folder in targets:
-                folder.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(folder / f"dashboard-{path or 'data'}.png"))
-            assert (tmp_path / f"dashboard-{path or 'data'}.png").stat().st_size > 10_000
+        render_pages(page, port, targets)
         # The hostile document is shown as text: its markup creates no element and runs no script.
         page.goto(f"http://127.0.0.1:{port}/")
         page.get_by_label("Text contains", exact=True).fill("not bold")
