@@ -16,10 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[all]"
 	touch $@
 
+# Build -> sweep -> fit -> plan -> how to open the dashboard (docs/tutorial.md walks through it).
 demo: $(VENV)/.installed
-	$(PY) -m pipelines.build --runner DirectRunner --home $(HOME_DIR)
-	$(PY) -m pipelines.versions --home $(HOME_DIR) verify
-	$(PY) -m pipelines.versions --home $(HOME_DIR) list
+	PY=$(PY) SHARED_EVAL=$(SHARED_EVAL) scripts/demo.sh $(HOME_DIR)
 
 test: $(VENV)/.installed
 	$(PY) -m ruff check .

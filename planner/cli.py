@@ -43,6 +43,7 @@ SUBCOMMANDS = ("plan", "fit", "layout")
 DEFAULT_FIT_COMPUTE = 5.76e23
 DEFAULT_SEQ = 4096
 PLAN_FIT_BOOTSTRAP = 100
+EXTRAPOLATION_NOTE = 100.0  # a plan beyond this multiple of the largest fitted run's compute says so
 KAPLAN_LOSS_NOTE = "Kaplan L(N, D) in nats/token on WebText2; not comparable with Chinchilla's MassiveText loss"
 
 
@@ -243,6 +244,18 @@ def resolve_fit(spec: str, kaplan: bool) -> ResolvedFit:
     return ResolvedFit(result.law, str(path), result, kfit, runs)
 
 
+def fit_notes(fitted: ResolvedFit, compute: float) -> list[str]:
+    """What a plan made with a law fitted on the spot must say: the fit's warnings and how far it extrapolates."""
+    if fitted.result is None or fitted.runs is None:
+        return []
+    notes = [f"fit warning: {w}" for w in fitting.warnings_for(fitted.runs, fitted.result)]
+    largest = float(np.max(6.0 * fitted.runs.n * fitted.runs.d))
+    if compute > EXTRAPOLATION_NOTE * largest:
+        notes.append(f"C is {compute / largest:.2g}x the compute of the largest fitted run ({largest:.3g} FLOPs): "
+                     f"an extrapolation over {math.log10(compute / largest):.0f} decades")
+    return notes
+
+
 def _batch_target_tokens(compute: float) -> float:
     """DeepSeek LLM (Bi et al. 2024) fitted B_opt = 0.292 C^0.3271 tokens, clipped to [0.5M, 16M]: 16M is the
     largest batch a published dense run used (Llama 3 405B), beyond which the fit is an extrapolation."""
@@ -336,7 +349,8 @@ def plan(compute: float, gpus: int | None = None, gpu: str = "h100", law: str = 
                    "params_counted": "non_embedding", "tokens": d_k, "tokens_per_param": d_k / n_k,
                    "loss": kaplan.loss(n_k, d_k), "loss_note": KAPLAN_LOSS_NOTE},
     }
-    notes = []
+    remarks = fit_notes(fitted, compute)
+    notes = list(remarks)
     constrained = inference = None
     if law == "chinchilla":
         n, d, loss = n_c, d_c, laws["chinchilla"]["loss"]
@@ -390,7 +404,8 @@ def plan(compute: float, gpus: int | None = None, gpu: str = "h100", law: str = 
     target = (batch_tokens or _batch_target_tokens(compute)) / seq
     estimates = lay.search(work, spec, gpus, batch_target=target)
     if not estimates or not estimates[0].feasible:
-        raise PlanError(_no_layout_message(work, gpu, spec, gpus, estimates, None, target, catalogue))
+        raise PlanError(_no_layout_message(work, gpu, spec, gpus, estimates, None, target, catalogue)
+                        + "".join(f"\n  {r}" for r in remarks))
     best = estimates[0]
     if best.layout.global_batch > 2 * target:
         notes.append(f"the global batch ({best.layout.global_batch} sequences) is over twice the target "

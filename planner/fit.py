@@ -46,6 +46,11 @@ METRIC_LOSS, METRIC_PARAMS, METRIC_TOKENS = "final_loss", "params", "tokens_trai
 METRIC_NON_EMBEDDING = "non_embedding_params"
 
 MIN_RUNS = 5  # five free parameters
+# Exponents published fits report lie in about 0.07-0.5 (Kaplan 2020's alpha_N 0.076 to the Chinchilla-run
+# refits' beta ~0.45); outside this wider envelope a law is a curve through noise, not a scaling law.
+PLAUSIBLE_EXPONENT = (0.05, 1.0)
+# A fit whose irreducible loss E is below this share of the lowest observed loss has put E at ~0.
+E_AT_ZERO = 0.05
 
 
 class FitError(ValueError):
@@ -547,6 +552,16 @@ def warnings_for(runs: Runs, result: FitResult) -> list[str]:
                    f"train at least 3 (better 4+) token budgets")
     if runs.n.max() / runs.n.min() < 8:
         out.append(f"model sizes span only {runs.n.max() / runs.n.min():.1f}x (< 8x): exponents extrapolate poorly")
+    if result.law.E < E_AT_ZERO * float(runs.loss.min()):
+        out.append(f"E = {result.law.E:.3g}: the fit puts the irreducible loss at about zero, so the runs never show "
+                   f"where loss flattens and the exponents absorb it; extrapolations from this law are unreliable "
+                   f"(train longer or larger models)")
+    for key in ("alpha", "beta"):
+        value = getattr(result.law, key)
+        if not PLAUSIBLE_EXPONENT[0] <= value <= PLAUSIBLE_EXPONENT[1]:
+            out.append(f"{key} = {value:.3g} is outside {PLAUSIBLE_EXPONENT[0]}-{PLAUSIBLE_EXPONENT[1]}, the envelope "
+                       f"of published fits: the runs do not follow a power law in "
+                       f"{'N' if key == 'alpha' else 'D'} (undertrained, or too narrow a grid)")
     for key, (lo, hi) in result.intervals().items():
         if key in ("alpha", "beta") and hi - lo > 0.5 * getattr(result.law, key):
             out.append(f"the 95% interval of {key} [{lo:.3g}, {hi:.3g}] is wider than half its value "

@@ -12,7 +12,7 @@ from scipy.optimize import check_grad, minimize_scalar
 
 from metrics.store import MetricRow, MetricsStore, connect
 from planner import fit as F
-from planner.cli import _fit_text, fit_report, main
+from planner.cli import _fit_text, fit_report, main, plan, resolve_fit
 from planner.hardware import CATALOGUE, training_time
 from planner.laws import BESIROGLU2024, HOFFMANN2022, KAPLAN2020, PF_DAY, ChinchillaLaw, KaplanLaw
 
@@ -350,3 +350,26 @@ def test_small_grids_warn_that_exponents_are_not_pinned() -> None:
     assert any("2 distinct model sizes" in w and "alpha" in w for w in warnings)
     assert not any("token counts" in w for w in warnings)
     assert F.warnings_for(full, F.fit(full, starts=F.grid()[::300], bootstrap=0)) == []
+
+
+def test_implausible_laws_warn_and_plans_say_how_far_they_extrapolate(tmp_path) -> None:
+    # Loss that barely moves with N and collapses with D, no floor: what undertrained sweeps produce.
+    broken = ChinchillaLaw(E=0.0, A=12.0, B=1e14, alpha=0.02, beta=3.0)
+    runs = synthetic_runs(broken, 0.0)
+    result = F.fit(runs, starts=F.grid()[::300], bootstrap=0)
+    warnings = F.warnings_for(runs, result)
+    assert any(w.startswith("E = ") and "about zero" in w for w in warnings)
+    assert any(w.startswith("alpha = ") and "outside" in w for w in warnings)
+    assert any(w.startswith("beta = ") and "outside" in w for w in warnings)
+    path = tmp_path / "broken.csv"
+    write_csv(path, ["params", "tokens", "loss"], [list(r) for r in zip(runs.n, runs.d, runs.loss, strict=True)])
+    fitted = resolve_fit(str(path), kaplan=False)
+    notes = plan(1e30, fitted=fitted, fit_spec=str(path))["notes"]
+    assert any(n.startswith("fit warning: alpha = ") for n in notes)
+    largest = float(np.max(6 * runs.n * runs.d))
+    assert any(f"an extrapolation over {np.log10(1e30 / largest):.0f} decades" in n for n in notes)
+    # A well-posed law inside its runs' range plans without remarks.
+    good = tmp_path / "good.csv"
+    full = synthetic_runs(TRUE, 0.0)
+    write_csv(good, ["params", "tokens", "loss"], [list(r) for r in zip(full.n, full.d, full.loss, strict=True)])
+    assert plan(1e21, fitted=resolve_fit(str(good), kaplan=False), fit_spec=str(good))["notes"] == []
