@@ -763,9 +763,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows = plan_rows(result, result["run"])
             if fitted.result is not None and fitted.runs is not None:
                 report = fit_report(fitted.result, fitted.runs, args.compute, 0, False, fitted.kaplan)
-                rows += fit_rows(report, fitted.runs, result["fit_run"], "chinchilla", fitted.name)
+                # Input named as `planner fit` names it ("metrics:HOME" or the CSV), so both fits of one
+                # set of runs read as the same input on the dashboard.
+                rows += fit_rows(report, fitted.runs, result["fit_run"], "chinchilla", fitted.runs.source)
                 if fitted.kaplan is not None:
-                    rows += fit_rows(report, fitted.runs, result["fit_run"] + "-kaplan", "kaplan", fitted.name)
+                    rows += fit_rows(report, fitted.runs, result["fit_run"] + "-kaplan", "kaplan", fitted.runs.source)
             _record(home, rows)
             return 0
         if args.command == "layout":

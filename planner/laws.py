@@ -7,6 +7,7 @@ This module owns the closed-form maths only: no fitting (see :mod:`planner.fit`)
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 # 1 PF-day = 1e15 FLOP/s for 86 400 s; Kaplan et al. quote compute in these units.
@@ -117,7 +118,9 @@ def effective_params(n: float, unique_params: float) -> float:
 def params_for_tokens(law: ChinchillaLaw, d: float) -> float:
     """The N for which ``d`` tokens is the compute-optimal amount: N_opt / D_opt = G^2 (C/6)^((b-a)/(a+b))."""
     # From D_opt = G^-1 (C/6)^(a/(a+b)): C/6 = (G D)^((a+b)/a), then N_opt = G (C/6)^(b/(a+b)).
-    return law.G * (law.G * d) ** (law.beta / law.alpha)
+    # In logs: a fitted law with beta >> alpha puts this past the float range, which means "no finite N".
+    log_n = math.log(law.G) + law.beta / law.alpha * math.log(law.G * d)
+    return math.exp(log_n) if log_n < math.log(sys.float_info.max) else math.inf
 
 
 def _minimise_log(fn, lo: float, hi: float) -> float:

@@ -39,7 +39,12 @@ echo "-- our sweep's runs"
 "$PY" -m planner fit "$HOME_DIR/metrics" --home "$HOME_DIR"
 
 step 4 "Plan 6e21 FLOPs on 128 H100s with our own law and our data's unique tokens"
-"$PY" -m planner --compute 6e21 --gpus 128 --gpu h100 --fit "$HOME_DIR" --data latest --home "$HOME_DIR"
+if ! "$PY" -m planner --compute 6e21 --gpus 128 --gpu h100 --fit "$HOME_DIR" --data latest --home "$HOME_DIR"; then
+    # A law from minutes of CPU training extrapolates about ten decades, and this corpus has well under a
+    # million unique tokens: its model may not fit on the cluster at all. That is the plan's answer (the
+    # planner said why above, and the fit's warnings say how far to trust it), not a failure of the demo.
+    echo "-- no layout fits on 128 H100s for our law's model (reasons above); the fit is still on the dashboard"
+fi
 
 step 5 "Watch it"
 cat <<TEXT

@@ -281,6 +281,9 @@ def test_fit_from_metrics_store(tmp_path, capsys, monkeypatch) -> None:
     fitted = dict(con.execute("SELECT name, value FROM planner_results WHERE run = ? AND stage = 'fit' AND key = ''",
                               [plan["fit_run"]]).fetchall())
     assert fitted["alpha"] == pytest.approx(TRUE.alpha, rel=1e-3) and fitted["n_points"] == 22
+    inputs = {run: source for run, source in con.execute(
+        "SELECT run, key FROM planner_results WHERE stage = 'fit' AND name = 'input'").fetchall()}
+    assert inputs[plan["fit_run"]] == f"metrics:{tmp_path}"  # the input as `planner fit` of these runs names it
     assert con.execute("SELECT count(*) FROM planner_results WHERE run = ? AND stage = 'plan'",
                        [plan["run"]]).fetchone()[0] > 10
     # Without --home or $TOKENMILL_HOME, a fit of HOME's runs is recorded in HOME itself.

@@ -17,6 +17,7 @@ from planner.laws import (
     HOFFMANN2022,
     R_D_STAR,
     R_N_STAR,
+    ChinchillaLaw,
     data_constrained,
     effective_params,
     effective_tokens,
@@ -320,6 +321,16 @@ def test_data_constrained_allocation() -> None:
     assert scarce["epochs"] > 1 and scarce["loss"] > HOFFMANN2022.loss(n_opt, d_opt)
     assert scarce["tokens"] == pytest.approx(c / (6 * scarce["params"]))
 
+
+
+def test_data_constrained_allocation_survives_a_law_fitted_to_a_tiny_sweep() -> None:
+    # Six short CPU runs fitted beta/alpha near 85 (demo.sh's end-to-end run): N for even a million tokens is
+    # past the float range. That means "no finite N", not an OverflowError out of the planner.
+    steep = ChinchillaLaw(E=6.2, A=7.7e8, B=4.5e8, alpha=0.0203, beta=1.72)
+    assert params_for_tokens(steep, 612_050) == math.inf
+    scarce = data_constrained(steep, 6e21, 612_050)
+    assert math.isfinite(scarce["params"]) and scarce["tokens"] == pytest.approx(6e21 / (6 * scarce["params"]))
+    assert scarce["effective_params"] == scarce["params"]  # no unique-data limit on N when its N is infinite
 
 def test_inference_aware_allocation() -> None:
     c = 1e22

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
 from metrics.store import connect
-from tests.trainer_fixtures import dataset_home, fresh_home
+from tests.trainer_fixtures import dataset_home, fresh_home, one_torch_thread
 from trainer import RunResult, SpikeGuardGaveUp, build_config, train
 from trainer.cli import main as cli_main
 from trainer.data import TokenData, resolve_data
@@ -21,12 +20,7 @@ BASE = {"max_steps": 200, "log_every": 20, "eval_every": 100, "ckpt_every": 50, 
 FAULT_STEP = 120
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+one_thread = pytest.fixture(scope="module", autouse=True)(one_torch_thread)
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 # Vocabulary and row length small enough that the tiny preset takes ~50 ms a step on one core.
 BUILD_ARGS = ["--runner", "FnApiRunner", "--vocab-size", "1024", "--seq-len", "128"]
@@ -38,3 +40,12 @@ def fresh_home(home: Path, tmp_path: Path) -> Path:
     mine.mkdir()
     (mine / "data").symlink_to(home / "data")
     return mine
+
+
+def one_torch_thread() -> Iterator[None]:
+    """In-process training on one thread, for the same reason as SUBPROCESS_ENV; restored afterwards. A test
+    module makes it a fixture: ``pytest.fixture(scope="module", autouse=True)(one_torch_thread)``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

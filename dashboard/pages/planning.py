@@ -25,6 +25,18 @@ def bootstrap(law: tuple[float, ...], points: pd.DataFrame) -> list[tuple[float,
     return [(s.E, s.A, s.B, s.alpha, s.beta) for s in samples]
 
 
+def significant(frame: pd.DataFrame) -> dict[str, object]:
+    """Four significant digits for every number column: fitted constants run from 1e-30 (an E at zero) to 1e13."""
+    return {column: st.column_config.NumberColumn(format="%.4g") for column in frame.select_dtypes("number")}
+
+
+def loss_view(lines: pd.DataFrame, points: pd.DataFrame) -> alt.Scale:
+    """A loss axis around the fitted lines and the runs: far from the data a bootstrap band of a loosely
+    pinned law can reach losses in the thousands and would flatten everything else."""
+    losses = pd.concat([lines["loss"], points["loss"] if not points.empty else pd.Series(dtype=float)])
+    return alt.Scale(zero=False, domain=[float(losses.min()) * 0.97, float(losses.max()) * 1.05])
+
+
 def log_axis(field: str, title: str) -> dict[str, object]:
     return {"field": field, "type": "quantitative", "scale": alt.Scale(type="log"), "title": title}
 
@@ -45,7 +57,7 @@ fit_law = None
 if fits.empty:
     st.info(f"No fit recorded yet: `planner fit {home()}/metrics` fits your completed runs.")
 else:
-    st.dataframe(fits, hide_index=True)
+    st.dataframe(fits, hide_index=True, column_config=significant(fits))
     download(fits, "fits", "fits")
     fit_id = st.selectbox("Fit", list(fits["id"]), key="fit")
     row = fits[fits["id"] == fit_id].iloc[0]
@@ -57,7 +69,7 @@ else:
     estimates = estimates.merge(intervals, on="parameter", how="left").rename(columns={"lo": "ci95 lo",
                                                                                        "hi": "ci95 hi"})
     estimates["Hoffmann 2022"] = [analysis.HOFFMANN2022.as_dict().get(p) for p in estimates["parameter"]]
-    st.dataframe(estimates, hide_index=True)
+    st.dataframe(estimates, hide_index=True, column_config=significant(estimates))
     download(estimates, f"fit-{fit_id}", "estimates")
     if fit_law is None:
         st.info(f"Fit `{fit_id}` is not a complete Chinchilla fit (form `{row.get('form')}`): "
@@ -77,11 +89,12 @@ if fit_law is not None:
                f"{analysis.BOOTSTRAP} bootstrap refits.")
     n_color = alt.Color("params:O", title="parameters N", legend=alt.Legend(format=".3s"),
                         scale=alt.Scale(scheme="tableau10"))
-    loss_axis = alt.Y("loss:Q", title="loss", scale=alt.Scale(zero=False))
-    layers = [alt.Chart(curves).mark_area(opacity=0.15).encode(
-        x=alt.X(**log_axis("tokens", "tokens D")), y=alt.Y("lo:Q", title="loss"), y2="hi:Q",
+    view = loss_view(curves, points)
+    loss_axis = alt.Y("loss:Q", title="loss", scale=view)
+    layers = [alt.Chart(curves).mark_area(opacity=0.15, clip=True).encode(
+        x=alt.X(**log_axis("tokens", "tokens D")), y=alt.Y("lo:Q", title="loss", scale=view), y2="hi:Q",
         color=n_color)] if samples else []
-    layers.append(alt.Chart(curves).mark_line().encode(
+    layers.append(alt.Chart(curves).mark_line(clip=True).encode(
         x=alt.X(**log_axis("tokens", "tokens D")), y=loss_axis, color=n_color))
     if not points.empty:
         layers.append(alt.Chart(points).mark_point(filled=True, size=60).encode(
@@ -97,11 +110,7 @@ if fit_law is not None:
     n_lo, n_hi = ((points["params"].min() / 4, points["params"].max() * 4) if not points.empty else (1e5, 1e9))
     iso = analysis.isoflop_curves(fit_law, samples, budgets, np.geomspace(n_lo, n_hi, 80))
     optima = analysis.isoflop_optima(fit_law, budgets)
-    # Far from the data the band of the smallest budget grows without bound; keep the view on the curves.
-    view = alt.Scale(zero=False, domain=[float(min(iso["loss"].min(), points["loss"].min() if not points.empty
-                                                   else np.inf)) * 0.97,
-                                         float(max(iso["loss"].max(), points["loss"].max() if not points.empty
-                                                   else -np.inf)) * 1.05])
+    view = loss_view(iso, points)
     c_color = alt.Color("compute:O", title="compute C (FLOPs)", legend=alt.Legend(format=".2e"),
                         scale=alt.Scale(scheme="tableau10"))
     layers = [alt.Chart(iso).mark_area(opacity=0.12, clip=True).encode(
