@@ -97,7 +97,7 @@ def test_planning_page_shows_the_sweep(demo: tuple[Path, str, str], monkeypatch:
     # Newest first: the fit of our own sweep is the one the page opens on, drawn with its points.
     fit_id = at.selectbox(key="fit").value
     assert fit_id in {row["id"] for row in at.dataframe[0].value.to_dict("records")
-                      if str(row["input"]).startswith("metrics:")}
+                      if row["input"] == f"metrics:{home}"}
     # The frontier charts' laws, read from the Arrow data Streamlit sends the browser.
     laws = {law for chart in at.get("vega_lite_chart") for dataset in chart.proto.datasets
             for law in _chart_frame(dataset.data.data).get("law", [])}
