@@ -31,7 +31,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsSingleton
 
 import metrics
-from pipelines import shards
+from pipelines import shards, transit
 from pipelines import transforms as T
 from pipelines.config import STAGES, BuildConfig, load_config, to_dict
 from pipelines.dedup import DATASKETCH_SCHEME, SHINGLE_HASH, s_curve
@@ -177,6 +177,18 @@ class AccountingError(RuntimeError):
         lines.append(f"staged files kept for inspection in {staging} (removed by the next build)")
         super().__init__("\n".join(lines))
         self.staging, self.counts, self.problems = staging, counts, problems
+
+
+class TransitError(RuntimeError):
+    """The runner lost records between stages (see pipelines/transit.py); nothing is published."""
+
+    def __init__(self, staging: Path, problems: list[str]):
+        lines = ["the runner lost records between pipeline stages, refusing to publish:",
+                 *(f"  {problem}" for problem in problems),
+                 "the input is intact; rerunning the build is safe",
+                 f"staged files kept for inspection in {staging} (removed by the next build)"]
+        super().__init__("\n".join(lines))
+        self.staging, self.problems = staging, problems
 
 
 def _parquet_rows(folder: Path) -> int:
@@ -371,9 +383,14 @@ def build(config: BuildConfig, inputs: list[str], data_dir: Path, beam_args: lis
         beam_args = [*beam_args, "--default_sdk_harness_log_level=WARNING"]
     pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
     construct(pipeline, config, inputs, str(staging))
-    state = pipeline.run().wait_until_finish()
+    names = transit.pcollection_names(pipeline)
+    run = pipeline.run()
+    state = run.wait_until_finish()
     if state not in (None, "DONE"):
         raise RuntimeError(f"pipeline finished in state {state}; nothing published")
+    lost = transit.problems(run, names)
+    if lost:
+        raise TransitError(staging, lost)
     if not any((staging / "shards").iterdir()):
         (staging / "shards").rmdir()
     result = publish(staging, data_dir, config, parent, started)
@@ -454,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = build(config, inputs, data_dir, beam_args, home)
-    except AccountingError as err:
+    except (AccountingError, TransitError) as err:
         print(f"build failed: {err}", file=sys.stderr)
         return 1
     print(json.dumps(result.manifest, indent=2) if args.json else

@@ -25,6 +25,7 @@ from apache_beam.pvalue import AsSingleton, TaggedOutput
 
 from pipelines import bpe, dedup, langid, pack, pii, quality, readers, shards
 from pipelines.config import BuildConfig
+from pipelines.transit import CheckedCoGroupByKey, CheckedDistinct, CheckedGroupByKey
 
 Doc = dict[str, Any]
 
@@ -214,16 +215,21 @@ class ConnectedComponents(beam.PTransform):
             edges = (
                 edges
                 | f"LargeStarEmit{r}" >> beam.FlatMap(_both_ways)
-                | f"LargeStarGroup{r}" >> beam.GroupByKey()
+                | f"LargeStarGroup{r}" >> CheckedGroupByKey(f"dedup/large-star-{r}")
                 | f"LargeStar{r}" >> beam.FlatMap(lambda kv: dedup.large_star(kv[0], kv[1]))
-                | f"LargeStarDistinct{r}" >> beam.Distinct()
+                | f"LargeStarDistinct{r}" >> CheckedDistinct(f"dedup/large-star-distinct-{r}")
                 | f"SmallStarEmit{r}" >> beam.Map(_larger_first)
-                | f"SmallStarGroup{r}" >> beam.GroupByKey()
+                | f"SmallStarGroup{r}" >> CheckedGroupByKey(f"dedup/small-star-{r}")
                 | f"SmallStar{r}" >> beam.FlatMap(lambda kv: dedup.small_star(kv[0], kv[1]))
-                | f"SmallStarDistinct{r}" >> beam.Distinct()
+                | f"SmallStarDistinct{r}" >> CheckedDistinct(f"dedup/small-star-distinct-{r}")
             )
         # In a converged star forest every edge is (leaf, root); min() settles any stragglers safely.
-        return edges | "Leaf" >> beam.Map(_larger_first) | "Root" >> beam.CombinePerKey(min)
+        return (
+            edges
+            | "Leaf" >> beam.Map(_larger_first)
+            | "GroupRoots" >> CheckedGroupByKey("dedup/roots")
+            | "Root" >> beam.MapTuple(lambda leaf, roots: (leaf, min(roots)))
+        )
 
 
 def _with_roots(item: tuple[str, dict[str, list]]) -> Iterator[tuple[str, tuple[float, str, str]]]:
@@ -279,38 +285,42 @@ class Deduplicate(beam.PTransform):
         keys = docs | "DedupKeys" >> beam.ParDo(DedupKeys(cfg)).with_outputs("bucket", "member", main="sig")
         edges = (
             keys.bucket
-            | "GroupBuckets" >> beam.GroupByKey()
+            | "GroupBuckets" >> CheckedGroupByKey("dedup/buckets")
             | "StarEdges" >> beam.FlatMap(lambda kv: dedup.grouped_star_edges(kv[1]))
-            | "DistinctEdges" >> beam.Distinct()
+            | "DistinctEdges" >> CheckedDistinct("dedup/candidate-edges")
         )
         if cfg.near:
             # Verify candidates with both signatures: two keyed joins, no worker sees more than one
             # document's signature per edge.
             with_first = (
                 {"edge": edges, "sig": keys.sig}
-                | "JoinFirstSig" >> beam.CoGroupByKey()
+                | "JoinFirstSig" >> CheckedCoGroupByKey("dedup/first-signature")
                 | "PairFirst" >> beam.FlatMap(_pair_with_first_signature)
             )
             edges = (
                 {"edge": with_first, "sig": keys.sig}
-                | "JoinSecondSig" >> beam.CoGroupByKey()
+                | "JoinSecondSig" >> CheckedCoGroupByKey("dedup/second-signature")
                 | "Verify" >> beam.FlatMap(_verified(cfg.threshold))
             )
         roots = edges | "Components" >> ConnectedComponents(cfg.cc_rounds)
-        is_root = roots | "RootIds" >> beam.Map(lambda kv: (kv[1], True)) | "DistinctRoots" >> beam.Distinct()
+        is_root = (
+            roots
+            | "RootIds" >> beam.Map(lambda kv: (kv[1], True))
+            | "DistinctRoots" >> CheckedDistinct("dedup/root-ids")
+        )
         members = (
             {"root": roots, "is_root": is_root, "info": keys.member}
-            | "JoinMembers" >> beam.CoGroupByKey()
+            | "JoinMembers" >> CheckedCoGroupByKey("dedup/members")
             | "ByCluster" >> beam.FlatMap(_with_roots).with_outputs("unconverged", main="members")
         )
         decisions = (
             members.members
-            | "GroupClusters" >> beam.GroupByKey()
+            | "GroupClusters" >> CheckedGroupByKey("dedup/clusters")
             | "Decide" >> beam.FlatMap(_cluster_decisions)
         )
         out = (
             {"doc": docs | "KeyDocs" >> beam.Map(lambda d: (d["id"], d)), "cluster": decisions}
-            | "JoinDocs" >> beam.CoGroupByKey()
+            | "JoinDocs" >> CheckedCoGroupByKey("dedup/documents")
             | "ApplyClusters" >> beam.FlatMap(_apply_cluster).with_outputs("rejected", main="kept")
         )
         return out.kept, out.rejected, members.unconverged
@@ -395,7 +405,7 @@ def pack_shards(tokens: beam.PCollection, meta, staging: str, config: pack.PackC
     return (
         tokens
         | "AssignShard" >> beam.Map(lambda kv, n: (pack.bucket_of(kv[0], n), kv), AsSingleton(n_shards))
-        | "GroupShard" >> beam.GroupByKey()
+        | "GroupShard" >> CheckedGroupByKey("pack/shards")
         | "WriteShards" >> beam.ParDo(WriteShard(posixpath.join(staging, "shards"), config),
                                       AsSingleton(meta), AsSingleton(n_shards))
     )
@@ -470,7 +480,7 @@ class WriteParquetFiles(beam.PTransform):
         return (
             rows
             | "AssignFile" >> beam.Map(lambda r, n: (_file_of(r, n), r), AsSingleton(n_files))
-            | "GroupFile" >> beam.GroupByKey()
+            | "GroupFile" >> CheckedGroupByKey(f"write/{posixpath.basename(self.folder)}")
             | "Write" >> beam.ParDo(WriteParquetGroup(self.folder, self.schema), AsSingleton(n_files))
         )
 

@@ -1,0 +1,178 @@
+"""Conservation checks for data that crosses the runner between fused stages.
+
+Document accounting (kept + rejected + dead-lettered = input) catches lost documents, but not lost
+intermediate records: a dedup edge or a bucket entry that vanishes between two stages silently changes
+which documents are kept. That happened here: Beam 2.77's DirectRunner in multi_processing mode now and
+then drops part of a stage's output on the way to the next stage (about one 100k-document build in
+eight; see docs/benchmarks.md). A runner bug is outside our code, so the build checks the runner's work
+two ways and refuses to publish when either disagrees:
+
+* every grouping edge the pipeline owns is a :class:`CheckedGroupByKey`: records counted on the sending
+  side (fused into the producing stage) must all arrive inside the groups on the receiving side;
+* for every PCollection handed from one fused stage to another without grouping, the element counts
+  the runner itself reports for the producing and each consuming stage must agree
+  (:func:`stage_count_problems`).
+
+Counting happens once per bundle, so the cost is one dictionary update per record.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
+
+NAMESPACE = "tokenmill.transit"
+SENT, RECEIVED = "sent", "received"
+ELEMENT_COUNT_URN = "beam:metric:element_count:v1"
+
+
+class _Count(beam.DoFn):
+    """Passes records through and adds how many it saw (or how many values their groups held)."""
+
+    def __init__(self, edge: str, side: str, grouped: bool):
+        self.edge, self.side, self.grouped = edge, side, grouped
+
+    def setup(self) -> None:
+        self.counter = Metrics.counter(NAMESPACE, f"{self.edge}/{self.side}")
+
+    def start_bundle(self) -> None:
+        self.seen = 0
+
+    def process(self, element: Any) -> Iterator[Any]:
+        if self.grouped:
+            key, values = element
+            values = list(values)
+            self.seen += len(values)
+            element = key, values
+        else:
+            self.seen += 1
+        yield element
+
+    def finish_bundle(self) -> None:
+        self.counter.inc(self.seen)
+
+
+class CheckedGroupByKey(beam.PTransform):
+    """``GroupByKey`` whose records are counted before and after the shuffle under ``edge``."""
+
+    def __init__(self, edge: str):
+        super().__init__()
+        self.edge = edge
+
+    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+        return (
+            pcoll
+            | "Sent" >> beam.ParDo(_Count(self.edge, SENT, grouped=False))
+            | "Group" >> beam.GroupByKey()
+            | "Received" >> beam.ParDo(_Count(self.edge, RECEIVED, grouped=True))
+        )
+
+
+def _tagged(tag: str):
+    def tag_value(kv: tuple[Any, Any]) -> tuple[Any, tuple[str, Any]]:
+        return kv[0], (tag, kv[1])
+
+    return tag_value
+
+
+def _by_tag(tags: tuple[str, ...]):
+    def split(item: tuple[Any, Iterable[tuple[str, Any]]]) -> tuple[Any, dict[str, list]]:
+        key, tagged = item
+        groups: dict[str, list] = {tag: [] for tag in tags}
+        for tag, value in tagged:
+            groups[tag].append(value)
+        return key, groups
+
+    return split
+
+
+class CheckedCoGroupByKey(beam.PTransform):
+    """``CoGroupByKey`` over a dict of keyed PCollections, as one :class:`CheckedGroupByKey`.
+
+    Output is ``(key, {tag: [values]})`` like Beam's ``CoGroupByKey`` given a dict.
+    """
+
+    def __init__(self, edge: str):
+        super().__init__()
+        self.edge = edge
+
+    def expand(self, inputs: dict[str, beam.PCollection]) -> beam.PCollection:
+        tags = tuple(inputs)
+        tagged = [pcoll | f"Tag[{tag}]" >> beam.Map(_tagged(tag)) for tag, pcoll in inputs.items()]
+        return (
+            tagged
+            | "Flatten" >> beam.Flatten()
+            | "Group" >> CheckedGroupByKey(self.edge)
+            | "ByTag" >> beam.Map(_by_tag(tags))
+        )
+
+
+class CheckedDistinct(beam.PTransform):
+    """``Distinct`` through a :class:`CheckedGroupByKey` (no combiner lifting, so every record is counted)."""
+
+    def __init__(self, edge: str):
+        super().__init__()
+        self.edge = edge
+
+    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+        return (
+            pcoll
+            | "Key" >> beam.Map(lambda element: (element, None))
+            | "Group" >> CheckedGroupByKey(self.edge)
+            | "Unkey" >> beam.Map(lambda kv: kv[0])
+        )
+
+
+def edge_problems(result: Any) -> list[str]:
+    """Every :class:`CheckedGroupByKey` edge whose received count differs from its sent count."""
+    counters = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    totals: dict[str, dict[str, int]] = defaultdict(lambda: {SENT: 0, RECEIVED: 0})
+    for counter in counters:
+        edge, _, side = counter.key.metric.name.rpartition("/")
+        totals[edge][side] += counter.committed or 0
+    return [
+        f"{edge}: {sides[SENT]:,} records sent, {sides[RECEIVED]:,} received"
+        for edge, sides in sorted(totals.items())
+        if sides[SENT] != sides[RECEIVED]
+    ]
+
+
+def stage_count_problems(monitoring_infos: Iterable[Any], names: dict[str, str]) -> list[str]:
+    """PCollections whose element counts differ between the stages that produced and read them.
+
+    ``monitoring_infos`` holds each fused stage's own reports (FnApiRunner: ``result.monitoring_infos()``);
+    a PCollection passed between stages is reported by its producer and by each consumer.
+    """
+    from apache_beam.metrics import monitoring_infos as infos
+
+    reports: dict[str, list[int]] = defaultdict(list)
+    for info in monitoring_infos:
+        if info.urn == ELEMENT_COUNT_URN and "PCOLLECTION" in info.labels:
+            reports[info.labels["PCOLLECTION"]].append(int(infos.extract_counter_value(info)))
+    return [
+        f"{names.get(pcoll, pcoll)}: stages report {' vs '.join(f'{n:,}' for n in counts)} elements"
+        for pcoll, counts in sorted(reports.items())
+        if len(set(counts)) > 1
+    ]
+
+
+def problems(result: Any, names: dict[str, str]) -> list[str]:
+    """Both checks for a finished pipeline; the second only where the runner reports per-stage counts."""
+    found = edge_problems(result)
+    if hasattr(result, "monitoring_infos"):
+        found += stage_count_problems(result.monitoring_infos(), names)
+    return found
+
+
+def pcollection_names(pipeline: beam.Pipeline) -> dict[str, str]:
+    """Runner PCollection ids → the transform that produces them (and the output tag), for error messages."""
+    names = {}
+    for transform in pipeline.to_runner_api().components.transforms.values():
+        for tag, pcoll_id in transform.outputs.items():
+            names[pcoll_id] = transform.unique_name if tag in ("None", "out") else f"{transform.unique_name}.{tag}"
+    return names
