@@ -3,8 +3,8 @@
 Document accounting (kept + rejected + dead-lettered = input) catches lost documents, but not lost
 intermediate records: a dedup edge or a bucket entry that vanishes between two stages silently changes
 which documents are kept. That happened here: Beam 2.77's DirectRunner in multi_processing mode now and
-then drops part of a stage's output on the way to the next stage (about one 100k-document build in
-eight; see docs/benchmarks.md). A runner bug is outside our code, so the build checks the runner's work
+then drops part of a stage's output on the way to the next stage (4 of 23 100k-document builds on
+2 cores; see docs/benchmarks.md). A runner bug is outside our code, so the build checks the runner's work
 two ways and refuses to publish when either disagrees:
 
 * every grouping edge the pipeline owns is a :class:`CheckedGroupByKey`: records counted on the sending
