@@ -57,12 +57,16 @@ class _Count(beam.DoFn):
         self.counter.inc(self.seen)
 
 
-class CheckedGroupByKey(beam.PTransform):
-    """``GroupByKey`` whose records are counted before and after the shuffle under ``edge``."""
+class _OnEdge(beam.PTransform):
+    """A transform whose records are counted under the name of one pipeline edge."""
 
     def __init__(self, edge: str):
         super().__init__()
         self.edge = edge
+
+
+class CheckedGroupByKey(_OnEdge):
+    """``GroupByKey`` whose records are counted before and after the shuffle under ``edge``."""
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
         return (
@@ -91,15 +95,11 @@ def _by_tag(tags: tuple[str, ...]):
     return split
 
 
-class CheckedCoGroupByKey(beam.PTransform):
+class CheckedCoGroupByKey(_OnEdge):
     """``CoGroupByKey`` over a dict of keyed PCollections, as one :class:`CheckedGroupByKey`.
 
     Output is ``(key, {tag: [values]})`` like Beam's ``CoGroupByKey`` given a dict.
     """
-
-    def __init__(self, edge: str):
-        super().__init__()
-        self.edge = edge
 
     def expand(self, inputs: dict[str, beam.PCollection]) -> beam.PCollection:
         tags = tuple(inputs)
@@ -112,12 +112,8 @@ class CheckedCoGroupByKey(beam.PTransform):
         )
 
 
-class CheckedDistinct(beam.PTransform):
+class CheckedDistinct(_OnEdge):
     """``Distinct`` through a :class:`CheckedGroupByKey` (no combiner lifting, so every record is counted)."""
-
-    def __init__(self, edge: str):
-        super().__init__()
-        self.edge = edge
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
         return (
