@@ -384,6 +384,7 @@ def build(config: BuildConfig, inputs: list[str], data_dir: Path, beam_args: lis
     pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
     construct(pipeline, config, inputs, str(staging))
     names = transit.pcollection_names(pipeline)
+    transit.avoid_runner_flush_race()
     run = pipeline.run()
     state = run.wait_until_finish()
     if state not in (None, "DONE"):

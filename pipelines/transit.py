@@ -1,11 +1,18 @@
-"""Conservation checks for data that crosses the runner between fused stages.
+"""Records handed between pipeline stages must all arrive: a fix for the runner, and checks for the rest.
 
 Document accounting (kept + rejected + dead-lettered = input) catches lost documents, but not lost
 intermediate records: a dedup edge or a bucket entry that vanishes between two stages silently changes
-which documents are kept. That happened here: Beam 2.77's DirectRunner in multi_processing mode now and
-then drops part of a stage's output on the way to the next stage (4 of 23 100k-document builds on
-2 cores; see docs/benchmarks.md). A runner bug is outside our code, so the build checks the runner's work
-two ways and refuses to publish when either disagrees:
+which documents are kept. Beam 2.77's DirectRunner in multi_processing mode lost such records in 4 of 23
+100k-document builds here (docs/benchmarks.md). The cause is a race in Beam's runner-side data plane:
+the runner sends a bundle's input through a ``TimeBasedBufferingClosableOutputStream``, whose flusher
+thread wakes every second, hands the buffer to a send queue and then clears it, without holding off the
+writing thread. Since Beam bounded that send queue, the hand-over can block for as long as the queue is
+full; every chunk the runner writes meanwhile is cleared unsent, and the worker decodes a clean but
+shorter input. :func:`avoid_runner_flush_race` turns the runner's time-based flushing off (batch builds
+do not need it; workers already flush by size only).
+
+Because a runner can lose records in other ways, the build also checks, and refuses to publish on a
+mismatch:
 
 * every grouping edge the pipeline owns is a :class:`CheckedGroupByKey`: records counted on the sending
   side (fused into the producing stage) must all arrive inside the groups on the receiving side;
@@ -122,6 +129,13 @@ class CheckedDistinct(_OnEdge):
             | "Group" >> CheckedGroupByKey(self.edge)
             | "Unkey" >> beam.Map(lambda kv: kv[0])
         )
+
+
+def avoid_runner_flush_race() -> None:
+    """Makes FnApiRunners (the DirectRunner's engine) started after this call flush data by size only."""
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
+    worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 0
 
 
 def edge_problems(result: Any) -> list[str]:

@@ -4,13 +4,16 @@ suffers one publishes nothing."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import apache_beam as beam
 import pytest
 from apache_beam.metrics import monitoring_infos
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.runners.portability.fn_api_runner import execution
+from apache_beam.runners.portability.fn_api_runner import execution, worker_handlers
+from apache_beam.runners.worker import data_plane
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -129,3 +132,32 @@ def test_build_publishes_nothing_when_the_runner_loses_records(
     err = capsys.readouterr().err
     assert "lost records between pipeline stages" in err and "dedup/buckets:" in err
     assert shards.latest_version(tmp_path / "data") is None
+
+
+def test_runner_data_plane_delivers_every_byte_while_its_send_queue_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The race behind the real losses: with Beam's default the runner's flusher thread clears chunks written
+    # while it waits on a full send queue (5 of 5 runs of this test lost 0.5-1.3 MB with the default).
+    monkeypatch.setattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", worker_handlers.DATA_BUFFER_TIME_LIMIT_MS)
+    transit.avoid_runner_flush_race()
+    monkeypatch.setattr(data_plane, "_DEFAULT_SEND_QUEUE_MAX_BYTES", 1 << 20)  # full within the first second
+    channel = data_plane.BeamFnDataServicer(worker_handlers.DATA_BUFFER_TIME_LIMIT_MS).get_conn_by_worker_id("w")
+    delivered: list[int] = []
+
+    def slow_worker() -> None:
+        for elements in channel._write_outputs():
+            delivered.extend(len(data.data) for data in elements.data)
+            if any(data.is_last for data in elements.data):
+                return
+            time.sleep(0.05)
+
+    reader = threading.Thread(target=slow_worker, daemon=True)
+    reader.start()
+    stream = channel.output_stream("bundle_1", "read")
+    chunk, written, started = b"x" * (256 << 10), 0, time.monotonic()
+    while time.monotonic() - started < 1.5:  # past the 1 s tick of Beam's default flusher
+        stream.write(chunk)
+        written += len(chunk)
+        time.sleep(0.002)
+    stream.close()
+    reader.join(60)
+    assert sum(delivered) == written
