@@ -2,7 +2,7 @@
 
 Document accounting (kept + rejected + dead-lettered = input) catches lost documents, but not lost
 intermediate records: a dedup edge or a bucket entry that vanishes between two stages silently changes
-which documents are kept. Beam 2.77's DirectRunner in multi_processing mode lost such records in 4 of 23
+which documents are kept. Beam 2.77's DirectRunner in multi_processing mode lost such records in five
 100k-document builds here (docs/benchmarks.md). The cause is a race in Beam's runner-side data plane:
 the runner sends a bundle's input through a ``TimeBasedBufferingClosableOutputStream``, whose flusher
 thread wakes every second, hands the buffer to a send queue and then clears it, without holding off the
