@@ -31,11 +31,11 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.metrics import monitoring_infos as infos
 from apache_beam.metrics.metric import MetricsFilter
 
 NAMESPACE = "tokenmill.transit"
 SENT, RECEIVED = "sent", "received"
-ELEMENT_COUNT_URN = "beam:metric:element_count:v1"
 
 
 class _Count(beam.DoFn):
@@ -158,11 +158,9 @@ def stage_count_problems(monitoring_infos: Iterable[Any], names: dict[str, str])
     ``monitoring_infos`` holds each fused stage's own reports (FnApiRunner: ``result.monitoring_infos()``);
     a PCollection passed between stages is reported by its producer and by each consumer.
     """
-    from apache_beam.metrics import monitoring_infos as infos
-
     reports: dict[str, list[int]] = defaultdict(list)
     for info in monitoring_infos:
-        if info.urn == ELEMENT_COUNT_URN and "PCOLLECTION" in info.labels:
+        if info.urn == infos.ELEMENT_COUNT_URN and "PCOLLECTION" in info.labels:
             reports[info.labels["PCOLLECTION"]].append(int(infos.extract_counter_value(info)))
     return [
         f"{names.get(pcoll, pcoll)}: stages report {' vs '.join(f'{n:,}' for n in counts)} elements"

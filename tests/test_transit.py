@@ -114,7 +114,7 @@ def test_records_lost_between_stages_are_reported(monkeypatch: pytest.MonkeyPatc
 
 def test_stage_counts_agree_or_are_reported() -> None:
     def count(pcoll: str, value: int):
-        return monitoring_infos.int64_counter(transit.ELEMENT_COUNT_URN, value, pcollection=pcoll)
+        return monitoring_infos.int64_counter(monitoring_infos.ELEMENT_COUNT_URN, value, pcollection=pcoll)
 
     infos = [count("pc1", 10), count("pc1", 10), count("pc2", 7), count("pc2", 5), count("pc3", 1)]
     assert transit.stage_count_problems(infos, {"pc2": "Encode.docs"}) == [
