@@ -114,3 +114,80 @@ def test_two_gloo_processes_match_one_process(parallel: str, one_process: Path, 
     assert _losses(home, parallel) == pytest.approx(_losses(one_process, "one"), rel=1e-4)
     # Checkpoints hold full (unsharded) state, so a run can resume on a different number of processes.
     assert (home / "runs" / parallel / "checkpoints" / "step-00000012" / "state.pt").is_file()
+
+
+def _slow_second_rank(rank: int, port: int, argv: list[str], delay: float, report: Path) -> None:
+    """One of two gloo ranks running the trainer CLI in-process; rank 1 lags before every checkpoint lookup and
+    evaluation, so rank 0 has published its checkpoints by the time rank 1 looks at the run directory. Each rank
+    reports how many DDP wrappers were still alive when the process group was destroyed."""
+    import gc as collector
+    import os
+    import time as clock
+
+    import torch as torch_module
+    from torch.nn.parallel import DistributedDataParallel
+
+    from trainer import checkpoint, cli, loop
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch_module.set_num_threads(1)
+    destroy = loop.dist.destroy_process_group
+
+    def reporting_destroy() -> None:
+        alive = sum(isinstance(o, DistributedDataParallel) for o in collector.get_objects())
+        (report / f"rank{rank}.json").write_text(json.dumps({"ddp_alive_at_destroy": alive}))
+        destroy()
+
+    loop.dist.destroy_process_group = reporting_destroy
+    if rank == 1:
+        load_latest, evaluate = checkpoint.load_latest, loop.Trainer.evaluate
+
+        def late_load(*args, **kwargs):  # type: ignore[no-untyped-def]
+            clock.sleep(delay)
+            return load_latest(*args, **kwargs)
+
+        def late_evaluate(self):  # type: ignore[no-untyped-def]
+            clock.sleep(delay)
+            return evaluate(self)
+
+        checkpoint.load_latest = late_load
+        loop.Trainer.evaluate = late_evaluate
+    sys.exit(cli.main(argv))
+
+
+def test_two_ranks_one_lagging_take_the_same_decisions_and_exit_cleanly(data_home: Path, tmp_path: Path) -> None:
+    """Save decisions that read the disk let a lagging rank skip a save rank 0 makes (the step-0 one, or the
+    final one): the ranks then wait in different collectives forever. And a DDP wrapper still alive when the
+    process group is destroyed leaves its reducer to destroy the group while holding the GIL, which deadlocks
+    against Gloo's worker threads now and then (about one exit in four here)."""
+    import multiprocessing
+    import socket
+
+    home = fresh_home(data_home, tmp_path)
+    out = home / "runs" / "lag"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = ["--home", str(home), *COMMON, "--set", "parallel=ddp", "--out", str(out)]
+    spawn = multiprocessing.get_context("spawn")
+    ranks = [spawn.Process(target=_slow_second_rank, args=(rank, port, argv, 1.5, tmp_path)) for rank in (0, 1)]
+    for proc in ranks:
+        proc.start()
+    try:
+        deadline = time.monotonic() + 120
+        for proc in ranks:
+            proc.join(max(deadline - time.monotonic(), 0))
+        assert not any(proc.is_alive() for proc in ranks), "the ranks deadlocked"
+    finally:
+        for proc in ranks:
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+    assert [proc.exitcode for proc in ranks] == [0, 0]
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "completed" and info["final_step"] == 12
+    assert "resume" not in [e["kind"] for e in info["events"]]
+    assert _checkpoint_steps(out)[-1] == 12
+    for rank in (0, 1):
+        assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == {"ddp_alive_at_destroy": 0}

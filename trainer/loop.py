@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import hashlib
 import json
 import math
@@ -141,6 +142,9 @@ class Trainer:
         self.run_id = self.run_dir.name
         self.global_batch = self.world * config.grad_accum * config.batch_size
         self.faults = parse_faults(config.inject_faults)
+        # Kept in memory, not read back from disk: every rank must take the same save decisions, and rank 0
+        # may already have published a checkpoint that another rank has not yet looked for.
+        self.checkpointed_step: int | None = None
         self.report = Reporter(self.home, self.run_id, enabled=self.rank == 0)
 
         torch.manual_seed(config.seed)  # same initial weights on every rank
@@ -240,6 +244,7 @@ class Trainer:
             self._event("checkpoint", path.name)
             self._write_run_json("running")
         self._barrier()
+        self.checkpointed_step = step
 
     def _event(self, kind: str, detail: str, loss: float = float("nan"), step: int | None = None) -> None:
         """Record an event at ``step`` (default: the completed-step count, as for checkpoints and resumes;
@@ -465,10 +470,12 @@ class Trainer:
             checkpoint.clean_temporaries(self.run_dir)
         self._barrier()
         loaded = checkpoint.load_latest(self.run_dir, self.identity)
+        self._barrier()  # rank 0's step-0 save below must not be what a slower rank finds and resumes from
         if loaded is None:
             self._save()  # step 0: a rollback target before any spike
             return
         self._restore(loaded.state)
+        self.checkpointed_step = loaded.step
         detail = f"resumed from {loaded.path.name}"
         if loaded.rejected:
             detail += f"; passed over corrupt {'; '.join(loaded.rejected)}"
@@ -539,7 +546,7 @@ class Trainer:
             final_loss = self.evaluate() if self.data.val_rows.size else p.last_loss
             if math.isfinite(final_loss) and self.data.val_rows.size:
                 self.report.scalars(p.step, {"val_loss": final_loss}, stage="eval")
-            if checkpoint.steps(self.run_dir)[-1:] != [p.step]:
+            if self.checkpointed_step != p.step:
                 self._save()
             digest = self._params_sha256()
             self._write_run_json("completed", final_loss, digest)
@@ -573,4 +580,10 @@ def train(config: TrainConfig) -> RunResult:
     finally:
         trainer.close()
         if dist.is_initialized():
+            # Gloo's worker threads may still be releasing the last collective's tensors, which takes the GIL,
+            # and the process group's destructor joins them. Dropped by DDP's reducer (C++) the group would be
+            # destroyed with the GIL held, a deadlock at exit; so the reducer goes first, and the last reference
+            # is the one destroy_process_group() drops, whose destructor releases the GIL.
+            trainer.model = trainer.raw
+            gc.collect()
             dist.destroy_process_group()
