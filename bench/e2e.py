@@ -41,6 +41,7 @@ class BuildRun:
     tail: str
     timeline: dict | None = None  # from bench.timed_build: each fused stage's wall time
     home: Path | None = None
+    samples: list[tuple[float, int, int]] | None = None  # (epoch s, build process RSS, tree RSS) every 0.2 s
 
     @property
     def docs_per_s(self) -> float:
@@ -60,6 +61,7 @@ class TreeSampler(threading.Thread):
         self.peak = 0
         self.peak_main = 0  # the build's own process: the runner, which holds DirectRunner's shuffles
         self.peak_procs = 0
+        self.samples: list[tuple[float, int, int]] = []  # (epoch s, build process RSS, tree RSS)
         self.cpu: dict[int, float] = {}  # pid -> latest CPU seconds seen (user + system)
         self._stop_event = threading.Event()
 
@@ -71,7 +73,7 @@ class TreeSampler(threading.Thread):
         except psutil.NoSuchProcess:
             return
         while not self._stop_event.is_set():
-            total, procs = 0, 0
+            total, procs, main = 0, 0, 0
             try:
                 tree = [root, *root.children(recursive=True)]
             except psutil.NoSuchProcess:
@@ -84,12 +86,14 @@ class TreeSampler(threading.Thread):
                     total += rss
                     procs += 1
                     if proc is root:
+                        main = rss
                         self.peak_main = max(self.peak_main, rss)
                 except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                     pass
             if total > self.peak:
                 self.peak = total
             self.peak_procs = max(self.peak_procs, procs)
+            self.samples.append((time.time(), main, total))
             self._stop_event.wait(self.interval)
 
     def stop(self) -> None:
@@ -106,6 +110,7 @@ class TreeRun:
     peak_procs: int
     returncode: int
     tail: str
+    samples: list[tuple[float, int, int]]
 
 
 def run_tree(
@@ -137,7 +142,8 @@ def run_tree(
         (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), sum(sampler.cpu.values())
     )
     tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
-    return TreeRun(wall, cpu, sampler.peak, sampler.peak_main, sampler.peak_procs, returncode, tail)
+    return TreeRun(wall, cpu, sampler.peak, sampler.peak_main, sampler.peak_procs, returncode, tail,
+                   sampler.samples)
 
 
 def build_command(inputs: str, home: Path, extra: list[str] | None = None) -> list[str]:
@@ -197,6 +203,7 @@ def run_build(
         run.tail,
         timeline,
         home,
+        run.samples,
     )
 
 
@@ -331,27 +338,54 @@ def tables(results: list[BuildRun]) -> str:
     return "\n\n".join(parts)
 
 
+def stage_memory(run: BuildRun) -> dict[str, tuple[int, int]]:
+    """Per fused stage label: the peak (tree RSS, build process RSS) sampled while it ran."""
+    timeline, samples = run.timeline or {}, run.samples or []
+    epoch = timeline.get("epoch")
+    if epoch is None:
+        return {}
+    peaks: dict[str, tuple[int, int]] = {}
+    for stage in timeline["stages"]:
+        start = epoch + stage["start"]
+        during = [(tree, main) for t, main, tree in samples if start <= t < start + stage["seconds"]]
+        if during:
+            tree, main = max(t for t, _ in during), max(m for _, m in during)
+            old = peaks.get(stage["stage"], (0, 0))
+            peaks[stage["stage"]] = (max(old[0], tree), max(old[1], main))
+    return peaks
+
+
 def timeline_table(run: BuildRun, top: int = 10) -> str:
-    """Where the wall time of one build went, by fused stage (the runner runs them one at a time)."""
+    """Where the wall time and memory of one build went, by fused stage (the runner runs them one at a time)."""
     from bench.report import table
 
     timeline = run.timeline or {}
     by_stage: dict[str, float] = {}
     for stage in timeline["stages"]:
         by_stage[stage["stage"]] = by_stage.get(stage["stage"], 0.0) + stage["seconds"]
+    memory = stage_memory(run)
     ranked = sorted(by_stage.items(), key=lambda kv: -kv[1])
-    rows = [
-        ["start-up: imports, graph, runner (before the first stage)", timeline.get("first_bundle") or 0.0]
-    ]
-    rows += [[name, seconds] for name, seconds in ranked[:top]]
-    rest = sum(seconds for _, seconds in ranked[top:])
-    rows.append([f"{max(0, len(ranked) - top)} other stages", rest])
+    # The stages that held the most memory are listed even when they were quick.
+    shown = [name for name, _ in ranked[:top]]
+    shown += [name for name, _ in sorted(memory.items(), key=lambda kv: -kv[1][0])[:3] if name not in shown]
+
+    def gib(name: str, which: int) -> str:
+        return f"{memory[name][which] / 2**30:.2f}" if name in memory else "-"
+
+    rows = [["start-up: imports, graph, runner (before the first stage)", timeline.get("first_bundle") or 0.0,
+             "-", "-"]]
+    rows += [[name, by_stage[name], gib(name, 0), gib(name, 1)] for name in shown]
+    rest = [name for name in by_stage if name not in shown]
+    rows.append([f"{len(rest)} other stages", sum(by_stage[name] for name in rest),
+                 f"{max((memory[n][0] for n in rest if n in memory), default=0) / 2**30:.2f}",
+                 f"{max((memory[n][1] for n in rest if n in memory), default=0) / 2**30:.2f}"])
     total = run.wall_s
     return (
-        f"Where the {run.docs:,}-document build's {total:.0f} s went, by fused stage (the runner runs one "
-        "stage at a time, each split over the workers; the last stage's time includes publishing):\n\n"
+        f"Where the {run.docs:,}-document build's {total:.0f} s and memory went, by fused stage (the runner "
+        "runs one stage at a time, each split over the workers; the last stage's time includes publishing; "
+        "peak RSS sampled every 0.2 s while the stage ran):\n\n"
         + table(
-            ["fused stage (its transforms)", "wall s", "share"],
-            [[name, seconds, f"{seconds / total:.0%}"] for name, seconds in rows],
+            ["fused stage (its transforms)", "wall s", "share", "peak RSS GiB (tree)", "of which runner GiB"],
+            [[name, seconds, f"{seconds / total:.0%}", tree, main] for name, seconds, tree, main in rows],
         )
     )

@@ -23,6 +23,7 @@ class StageClock(logging.Handler):
     def __init__(self) -> None:
         super().__init__(level=logging.DEBUG)
         self.start = time.perf_counter()
+        self.epoch = time.time()  # lines the stages up with the benchmark's memory samples
         self.events: list[tuple[float, str]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -75,7 +76,9 @@ def main(argv: list[str]) -> int:
             ]
             with open(out, "w", encoding="utf-8") as handle:
                 json.dump(
-                    {"total": end, "first_bundle": events[0][0] if events else None, "stages": stages}, handle
+                    {"total": end, "epoch": clock.epoch, "first_bundle": events[0][0] if events else None,
+                     "stages": stages},
+                    handle,
                 )
 
 

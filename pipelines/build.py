@@ -31,7 +31,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsSingleton
 
 import metrics
-from pipelines import shards, transit
+from pipelines import memory, shards, transit
 from pipelines import transforms as T
 from pipelines.config import STAGES, BuildConfig, load_config, to_dict
 from pipelines.dedup import DATASKETCH_SCHEME, SHINGLE_HASH, s_curve
@@ -385,6 +385,7 @@ def build(config: BuildConfig, inputs: list[str], data_dir: Path, beam_args: lis
     construct(pipeline, config, inputs, str(staging))
     names = transit.pcollection_names(pipeline)
     transit.avoid_runner_flush_race()
+    memory.limit_malloc_arenas()
     run = pipeline.run()
     state = run.wait_until_finish()
     if state not in (None, "DONE"):

@@ -1,0 +1,72 @@
+"""pipelines.memory: the malloc arena cap really limits arenas, here and in child processes."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc arenas are glibc's")
+
+# Eight threads allocate at the same time (each holds its block until all have one), then glibc's own report
+# (malloc_info) is searched for its heaps: one per arena.
+ARENA_PROBE = """
+import ctypes, ctypes.util, re, sys, tempfile, threading
+if sys.argv[1] == "limit":
+    from pipelines.memory import limit_malloc_arenas
+    assert limit_malloc_arenas()
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+libc.fopen.restype = ctypes.c_void_p
+gate = threading.Barrier(8)
+def allocate():
+    block = libc.malloc(1000)
+    gate.wait()
+    libc.free(block)
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+with tempfile.NamedTemporaryFile() as report:
+    handle = ctypes.c_void_p(libc.fopen(report.name.encode(), b"w"))
+    libc.malloc_info(0, handle)
+    libc.fclose(handle)
+    print(len(re.findall("<heap nr=", open(report.name).read())))
+"""
+
+
+def _arenas(mode: str, env: dict[str, str]) -> int:
+    out = subprocess.run([sys.executable, "-c", ARENA_PROBE, mode], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=True)
+    return int(out.stdout.strip())
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+
+
+def test_the_cap_limits_arenas_of_threads_started_after_it() -> None:
+    assert _arenas("default", _clean_env()) > 2
+    assert _arenas("limit", _clean_env()) <= 2
+
+
+def test_child_processes_inherit_the_cap_and_a_users_value_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.memory import limit_malloc_arenas
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert limit_malloc_arenas()
+    assert os.environ["MALLOC_ARENA_MAX"] == "2"
+    assert _arenas("default", dict(os.environ)) <= 2
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "6")
+    limit_malloc_arenas()
+    assert os.environ["MALLOC_ARENA_MAX"] == "6"
+    assert _arenas("default", dict(os.environ)) > 2
