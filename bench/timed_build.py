@@ -8,6 +8,7 @@ to ``$TOKENMILL_BENCH_STAGE_LOG`` when the build ends (also when it fails).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -42,8 +43,10 @@ def label(stage: str) -> str:
             continue
         parts = re.split(r"[-/]", name)
         top = parts[0]
-        if top == "Stage" and len(parts) > 1:
-            top = f"Stage[{parts[1]}]"
+        if top in ("Stage", "Stages") and len(parts) > 1:
+            # Stage names are lower case; Beam's own sub-transforms (ParDo, ...) are not.
+            stage_names = itertools.takewhile(lambda part: part[:1].islower(), parts[1:])
+            top = f"{top}[{','.join(stage_names)}]"
         elif top == "Dedup" and len(parts) > 1:
             top = f"Dedup/{parts[1]}"
         if top not in tops:

@@ -31,7 +31,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsSingleton
 
 import metrics
-from pipelines import memory, shards, transit
+from pipelines import memory, packed, shards, transit
 from pipelines import transforms as T
 from pipelines.config import STAGES, BuildConfig, load_config, to_dict
 from pipelines.dedup import DATASKETCH_SCHEME, SHINGLE_HASH, s_curve
@@ -85,18 +85,16 @@ def construct(pipeline: beam.Pipeline, config: BuildConfig, inputs: list[str], s
         | "Read" >> beam.ParDo(T.ReadInputFile(config.input)).with_outputs("dead_letter", "inputs", main="docs")
     )
     # Files are read whole by one worker; spread their documents before the expensive stages.
-    docs = read.docs | "Spread" >> beam.Reshuffle()
-    rejected = []
-    statistics = [docs | "CountParsed" >> beam.Map(lambda _: (("read", "parsed", ""), 1))]
+    batches = read.docs | "Spread" >> T.Spread()
+    statistics = [batches | "CountParsed" >> beam.Map(lambda batch: (("read", "parsed", ""), len(batch)))]
 
     text_stages: list[T.DocStage] = [T.InputCheck(config.input)]
     if "langid" in config.stages:
         text_stages.append(T.LangIdStage(config.langid))
     if "quality" in config.stages:
         text_stages.append(T.QualityStage(config.quality))
-    for stage in text_stages:
-        docs, dropped = T.run_stage(docs, stage)
-        rejected.append(dropped)
+    docs, dropped = T.run_stages(batches, text_stages)
+    rejected = [dropped]
     if "dedup" in config.stages:
         docs, dropped, unconverged = docs | "Dedup" >> T.Deduplicate(config.dedup)
         rejected.append(dropped)
@@ -110,6 +108,7 @@ def construct(pipeline: beam.Pipeline, config: BuildConfig, inputs: list[str], s
         _ = payload | "WriteTokenizer" >> beam.ParDo(T.WriteText(f"{staging}/tokenizer.json"))
         encoded = (
             docs
+            | "PackDocs" >> beam.Map(packed.pack)
             | "Batch" >> beam.BatchElements(min_batch_size=config.tokenizer.batch_size,
                                             max_batch_size=config.tokenizer.batch_size)
             | "Encode" >> beam.ParDo(T.Encode(), AsSingleton(payload)).with_outputs("tokens", main="docs")

@@ -27,6 +27,52 @@ def test_run_stage_routes_rejections() -> None:
                     equal_to([("b", "input", "empty"), ("c", "input", "nul_bytes")]), label="rejected")
 
 
+class _Recording(T.DocStage):
+    """Drops the documents whose id is in ``drop`` and records the order it saw documents in."""
+
+    def __init__(self, name: str, drop: set[str], calls: list[tuple[str, str]]):
+        self.name, self.drop, self.calls = name, drop, calls
+
+    def apply(self, doc: dict) -> str | None:
+        self.calls.append((self.name, doc["id"]))
+        doc[f"seen_by_{self.name}"] = True
+        return "unwanted" if doc["id"] in self.drop else None
+
+
+def test_apply_stages_runs_each_stage_over_the_batch_before_the_next() -> None:
+    calls: list[tuple[str, str]] = []
+    stages = [_Recording("first", {"b"}, calls), _Recording("second", {"c"}, calls)]
+    docs = [_doc("a", "x"), _doc("b", "x"), _doc("c", "x"), _doc("d", "x")]
+    kept, rejected = T.apply_stages(stages, docs)
+    assert calls == [("first", "a"), ("first", "b"), ("first", "c"), ("first", "d"),
+                     ("second", "a"), ("second", "c"), ("second", "d")]
+    assert [d["id"] for d in kept] == ["a", "d"]
+    assert [(d["id"], d["stage"], d["reason"]) for d in rejected] == [("b", "first", "unwanted"),
+                                                                       ("c", "second", "unwanted")]
+    assert kept[0]["seen_by_second"] and "seen_by_second" not in rejected[0]
+    assert all(set(d) == {"id", "text", "source", "position", "quality_score"} for d in docs)  # inputs untouched
+
+
+def test_spread_batches_every_document_once() -> None:
+    docs = [{**_doc(f"d{i:04d}", f"text {i}"), "source": f"file{i % 2}", "position": i // 2 + 1}
+            for i in range(T.TEXT_BATCH * 40 + 3)]
+    with TestPipeline() as p:
+        batches = p | beam.Create(docs) | T.Spread()
+        assert_that(batches | "Largest" >> beam.Map(len) | beam.CombineGlobally(max),
+                    equal_to([T.TEXT_BATCH]), label="bounded")
+        assert_that(batches | "Ids" >> beam.FlatMap(lambda batch: [d["id"] for d in batch]),
+                    equal_to([d["id"] for d in docs]), label="all once")
+
+
+def test_run_stages_over_batches() -> None:
+    batches = [[_doc("a", "fine text"), _doc("b", "  ")], [_doc("c", "nul\x00byte"), _doc("e", "more text")]]
+    with TestPipeline() as p:
+        kept, rejected = T.run_stages(p | beam.Create(batches), [T.InputCheck(InputConfig())])
+        assert_that(kept | "KeptIds" >> beam.Map(lambda d: d["id"]), equal_to(["a", "e"]), label="kept")
+        assert_that(rejected | "Reasons" >> beam.Map(lambda d: (d["id"], d["reason"])),
+                    equal_to([("b", "empty"), ("c", "nul_bytes")]), label="rejected")
+
+
 def test_deduplicate_clusters_and_keeps_best() -> None:
     near = BASE.replace("barley", "oats", 1)
     unrelated = ("Quantum computers use qubits that can hold superpositions, and error correction "
