@@ -50,57 +50,72 @@ def shard_count(total_tokens: int, config: PackConfig) -> int:
 Doc = tuple[str, Sequence[int]]
 
 
+def _stream(docs: Sequence[Doc], eos_id: int) -> tuple[np.ndarray, list[tuple[str, int, int]]]:
+    """All documents joined, each followed by EOS, as one array (a shard's tokens stay in numpy, never
+    become Python ints); and each document's (id, start, end) in it."""
+    spans, total = [], 0
+    for doc_id, tokens in docs:
+        spans.append((doc_id, total, total + len(tokens) + 1))
+        total += len(tokens) + 1
+    stream = np.empty(total, dtype=np.uint32)
+    for (_, tokens), (_, start, end) in zip(docs, spans, strict=True):
+        stream[start : end - 1] = tokens
+        stream[end - 1] = eos_id
+    return stream, spans
+
+
 def pack_greedy(docs: Sequence[Doc], seq_len: int, eos_id: int, pad_id: int) -> list[PackedRow]:
+    stream, spans = _stream(docs, eos_id)
     rows: list[PackedRow] = []
-    tokens: list[int] = []
     lengths: list[int] = []
     ids: list[str] = []
-    for doc_id, doc_tokens in docs:
-        piece = list(doc_tokens) + [eos_id]
-        while piece:
-            take = piece[: seq_len - len(tokens)]
-            piece = piece[len(take) :]
-            tokens.extend(take)
-            lengths.append(len(take))
+    row_start = 0
+    for doc_id, start, end in spans:
+        while start < end:
+            take = min(end - start, row_start + seq_len - start)
+            lengths.append(take)
             ids.append(doc_id)
-            if len(tokens) == seq_len:
-                rows.append(_row(tokens, lengths, ids, seq_len, pad_id))
-                tokens, lengths, ids = [], [], []
-    if tokens:
-        rows.append(_row(tokens, lengths, ids, seq_len, pad_id))
+            start += take
+            if start - row_start == seq_len:
+                rows.append(_row([stream[row_start:start]], lengths, ids, seq_len, pad_id))
+                row_start, lengths, ids = start, [], []
+    if lengths:
+        rows.append(_row([stream[row_start:]], lengths, ids, seq_len, pad_id))
     return rows
 
 
 def pack_best_fit(docs: Sequence[Doc], seq_len: int, eos_id: int, pad_id: int) -> list[PackedRow]:
-    pieces: list[tuple[str, list[int]]] = []
-    for doc_id, doc_tokens in docs:
-        stream = list(doc_tokens) + [eos_id]
-        whole_rows = len(stream) // seq_len if len(stream) > seq_len else 0
-        for start in range(0, whole_rows * seq_len, seq_len):
-            pieces.append((doc_id, stream[start : start + seq_len]))
-        if len(stream) > whole_rows * seq_len:
-            pieces.append((doc_id, stream[whole_rows * seq_len :]))
+    stream, spans = _stream(docs, eos_id)
+    pieces: list[tuple[str, int, int]] = []  # (document id, start in the stream, length)
+    for doc_id, start, end in spans:
+        length = end - start
+        whole_rows = length // seq_len if length > seq_len else 0
+        for offset in range(0, whole_rows * seq_len, seq_len):
+            pieces.append((doc_id, start + offset, seq_len))
+        if length > whole_rows * seq_len:
+            pieces.append((doc_id, start + whole_rows * seq_len, length - whole_rows * seq_len))
     # Longest first; the stable sort keeps the caller's deterministic order among equal lengths.
-    pieces.sort(key=lambda p: -len(p[1]))
-    bins: list[tuple[list[int], list[int], list[str]]] = []
+    pieces.sort(key=lambda p: -p[2])
+    bins: list[tuple[list[np.ndarray], list[int], list[str]]] = []
     free_space: list[tuple[int, int]] = []  # sorted (room left, bin index)
-    for doc_id, piece in pieces:
-        slot = bisect.bisect_left(free_space, (len(piece), -1))
+    for doc_id, start, length in pieces:
+        slot = bisect.bisect_left(free_space, (length, -1))
         if slot < len(free_space):
             room, index = free_space.pop(slot)
         else:
             room, index = seq_len, len(bins)
             bins.append(([], [], []))
-        tokens, lengths, ids = bins[index]
-        tokens.extend(piece)
-        lengths.append(len(piece))
+        parts, lengths, ids = bins[index]
+        parts.append(stream[start : start + length])
+        lengths.append(length)
         ids.append(doc_id)
-        if room - len(piece) > 0:
-            bisect.insort(free_space, (room - len(piece), index))
-    return [_row(t, lengths, ids, seq_len, pad_id) for t, lengths, ids in bins]
+        if room - length > 0:
+            bisect.insort(free_space, (room - length, index))
+    return [_row(parts, lengths, ids, seq_len, pad_id) for parts, lengths, ids in bins]
 
 
-def _row(tokens: list[int], lengths: list[int], ids: list[str], seq_len: int, pad_id: int) -> PackedRow:
+def _row(parts: list[np.ndarray], lengths: list[int], ids: list[str], seq_len: int, pad_id: int) -> PackedRow:
     padded = np.full(seq_len, pad_id, dtype=np.uint32)
-    padded[: len(tokens)] = tokens
+    filled = sum(lengths)
+    padded[:filled] = np.concatenate(parts) if len(parts) > 1 else parts[0]
     return PackedRow(input_ids=padded, doc_lengths=tuple(lengths), doc_ids=tuple(ids))

@@ -421,15 +421,18 @@ class Encode(beam.DoFn):
     def __init__(self):
         self._payload_hash = None
         self._tokenizer = None
+        self._dtype = np.uint32
 
     def process(self, packed_batch: list[bytes], payload: str) -> Iterator[Any]:
         batch = [packed.unpack(blob) for blob in packed_batch]
         digest = hashlib.sha256(payload.encode()).digest()
         if digest != self._payload_hash:
             self._tokenizer, self._payload_hash = bpe.tokenizer_from_json(payload), digest
+            # Ids travel to the shard writers in half the bytes when the vocabulary allows (shards: uint32).
+            self._dtype = np.uint16 if self._tokenizer.get_vocab_size() <= 1 << 16 else np.uint32
         encodings = self._tokenizer.encode_batch_fast([d["text"] for d in batch], add_special_tokens=False)
         for doc, encoding in zip(batch, encodings, strict=True):
-            ids = np.asarray(encoding.ids, dtype=np.uint32)
+            ids = np.asarray(encoding.ids, dtype=self._dtype)
             yield {**doc, "n_tokens": int(ids.size)}
             yield TaggedOutput("tokens", (doc["id"], ids))
 
@@ -539,22 +542,24 @@ class WriteParquetFiles(beam.PTransform):
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         per_file = self.rows_per_file
+        # Packed where they are made: the runner holds them until the file count is known.
+        keyed = rows | "Pack" >> beam.Map(lambda row: (_row_key(row), packed.pack(row)))
         n_files = (
-            rows
+            keyed
             | "Count" >> beam.combiners.Count.Globally()
             | "Files" >> beam.Map(lambda n: max(1, math.ceil(n / per_file)))
         )
         return (
-            rows
-            | "AssignFile" >> beam.Map(lambda r, n: (_file_of(r, n), packed.pack(r)), AsSingleton(n_files))
+            keyed
+            | "AssignFile" >> beam.Map(lambda kv, n: (pack.bucket_of(kv[0], n), kv[1]), AsSingleton(n_files))
             | "GroupFile" >> CheckedGroupByKey(f"write/{posixpath.basename(self.folder)}")
             | "Write" >> beam.ParDo(WriteParquetGroup(self.folder, self.schema), AsSingleton(n_files))
         )
 
 
-def _file_of(row: dict, n_files: int) -> int:
-    key = f"{row.get('id', '')}\0{row.get('source', '')}\0{row.get('position', 0)}"
-    return pack.bucket_of(key, n_files)
+def _row_key(row: dict) -> str:
+    """What assigns a row to its file: stable across runs, workers and input order."""
+    return f"{row.get('id', '')}\0{row.get('source', '')}\0{row.get('position', 0)}"
 
 
 # ------------------------------------------------------------------------------------ statistics
