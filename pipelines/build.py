@@ -385,8 +385,9 @@ def build(config: BuildConfig, inputs: list[str], data_dir: Path, beam_args: lis
     names = transit.pcollection_names(pipeline)
     transit.avoid_runner_flush_race()
     memory.limit_malloc_arenas()
-    run = pipeline.run()
-    state = run.wait_until_finish()
+    with memory.releasing_free_memory():
+        run = pipeline.run()
+        state = run.wait_until_finish()
     if state not in (None, "DONE"):
         raise RuntimeError(f"pipeline finished in state {state}; nothing published")
     lost = transit.problems(run, names)

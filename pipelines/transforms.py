@@ -23,7 +23,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsSingleton, TaggedOutput
 
-from pipelines import bpe, dedup, langid, pack, packed, pii, quality, readers, shards
+from pipelines import bpe, dedup, langid, memory, pack, packed, pii, quality, readers, shards
 from pipelines.config import BuildConfig
 from pipelines.transit import CheckedCoGroupByKey, CheckedDistinct, CheckedGroupByKey
 
@@ -173,7 +173,14 @@ def apply_stages(stages: list[DocStage], docs: list[Doc]) -> tuple[list[Doc], li
     return kept, rejected
 
 
-class ApplyStages(beam.DoFn):
+class ReleasingDoFn(beam.DoFn):
+    """A DoFn that allocates a lot per bundle and hands the freed memory back when the bundle ends."""
+
+    def finish_bundle(self) -> None:
+        memory.release_free_memory()
+
+
+class ApplyStages(ReleasingDoFn):
     """Batches of documents → kept documents (main) and rejected ones (tagged), one at a time."""
 
     def __init__(self, stages: list[DocStage]):
@@ -229,14 +236,14 @@ class DedupKeys(beam.DoFn):
         yield TaggedOutput("member", (doc_id, (float(doc.get("quality_score") or 0.0), exact)))
         if self.config.exact:
             key = b"x" + exact.encode()
-            yield TaggedOutput("bucket", (dedup.bucket_group(key), (key, doc_id)))
+            yield TaggedOutput("bucket", (dedup.bucket_group(key), dedup.bucket_entry(key, doc_id)))
         if self.config.near:
             signature = self.signer.signature_of_normalized(normalized)
             # Bytes, not an array: the joins hold every signature, and bytes cost no pickling.
             yield (doc_id, signature.tobytes())
             for key in dedup.band_keys(signature, self.config.bands, self.config.rows):
                 key = b"b" + key
-                yield TaggedOutput("bucket", (dedup.bucket_group(key), (key, doc_id)))
+                yield TaggedOutput("bucket", (dedup.bucket_group(key), dedup.bucket_entry(key, doc_id)))
 
 
 def _pair_with_first_signature(item: tuple[str, dict[str, list]]) -> Iterator[tuple[str, tuple]]:
@@ -397,7 +404,9 @@ class Deduplicate(beam.PTransform):
 
 def _train_tokenizer(sample: list[tuple[bytes, str]], config: bpe.TokenizerConfig) -> str:
     texts = [text for _, text in sorted(sample)]
-    return bpe.train_bpe(texts, config.vocab_size, config.min_frequency).to_str()
+    payload = bpe.train_bpe(texts, config.vocab_size, config.min_frequency).to_str()
+    memory.release_free_memory()  # the trainer's counts
+    return payload
 
 
 def tokenizer_json(kept: beam.PCollection, config: bpe.TokenizerConfig, pipeline: beam.Pipeline, seed: int):
@@ -415,7 +424,7 @@ def tokenizer_json(kept: beam.PCollection, config: bpe.TokenizerConfig, pipeline
     )
 
 
-class Encode(beam.DoFn):
+class Encode(ReleasingDoFn):
     """Batches of packed documents → documents with ``n_tokens`` (main) and (id, token ids) (tagged)."""
 
     def __init__(self):
@@ -447,7 +456,7 @@ def tokenizer_meta(payload: str) -> dict[str, Any]:
     }
 
 
-class WriteShard(beam.DoFn):
+class WriteShard(ReleasingDoFn):
     def __init__(self, shard_dir: str, config: pack.PackConfig):
         self.shard_dir = shard_dir
         self.config = config
@@ -520,7 +529,7 @@ def _row_order(row: dict) -> tuple:
     return row.get("id", ""), row.get("source", ""), row.get("position", 0)
 
 
-class WriteParquetGroup(beam.DoFn):
+class WriteParquetGroup(ReleasingDoFn):
     def __init__(self, folder: str, schema: pa.Schema):
         self.folder = folder
         self.schema = schema

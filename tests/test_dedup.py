@@ -350,8 +350,15 @@ def test_star_rounds_converge_to_component_minimum(data: st.DataObject, n_nodes:
 
 
 def test_grouped_star_edges_keep_buckets_apart() -> None:
-    entries = [(b"b1", "d3"), (b"b2", "d9"), (b"b1", "d1"), (b"b3", "d5"), (b"b1", "d2"), (b"b2", "d4")]
+    pairs = [(b"b1", "d3"), (b"b2", "d9"), (b"b1", "d1"), (b"b3", "d5"), (b"b1", "d2"), (b"b2", "d4")]
+    entries = [dedup.bucket_entry(key, doc_id) for key, doc_id in pairs]
     assert sorted(dedup.grouped_star_edges(entries)) == [("d1", "d2"), ("d1", "d3"), ("d4", "d9")]
+
+
+def test_bucket_entries_round_trip_any_key_and_id() -> None:
+    for key, doc_id in [(b"", ""), (b"x" + b"f" * 32, "doc/1"), (bytes(range(14)), "\udcff ünï 文"),
+                        (b"\x00" * 255, "a" * 1000)]:
+        assert dedup.split_entry(dedup.bucket_entry(key, doc_id)) == (key, doc_id)
 
 
 def test_bucket_groups_are_stable_and_spread() -> None:
