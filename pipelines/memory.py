@@ -10,8 +10,9 @@ and no slower.
 
 Even with few arenas, glibc keeps freed memory mapped unless it sits at the top of the heap, so a
 process's resident size stays at its high-water mark: training the tokenizer or encoding a bundle
-left a worker hundreds of MB larger for the rest of the build. :func:`release_free_memory` (glibc's
-``malloc_trim``) returns those pages; the steps that allocate the most call it when they finish.
+left a worker hundreds of MB larger for the rest of the build, and Arrow's allocator kept what writing
+Parquet and shards took. :func:`release_free_memory` returns those pages; the steps that allocate the
+most call it when they finish.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import ctypes.util
 import functools
 import os
 import platform
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -37,7 +39,12 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 def release_free_memory() -> bool:
-    """Hands this process's free malloc memory back to the system; returns whether any was released."""
+    """Hands this process's free memory back to the system: glibc malloc's, and that of Arrow's own
+    allocator (mimalloc or jemalloc, which ``malloc_trim`` does not reach) once Arrow is in use.
+    Returns whether glibc released any."""
+    arrow = sys.modules.get("pyarrow")
+    if arrow is not None:
+        arrow.default_memory_pool().release_unused()
     libc = _glibc()
     return bool(libc.malloc_trim(0)) if libc is not None else False
 

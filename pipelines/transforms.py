@@ -518,15 +518,33 @@ class WriteJson(beam.DoFn):
         yield self.path
 
 
-def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
-    table = pa.Table.from_pylist(rows, schema=schema)
+ROW_GROUP_ROWS = 4096  # a writer holds one row group of documents as Python objects, not a whole file
+
+
+def parquet_bytes(rows: Iterable[dict], schema: pa.Schema) -> bytes:
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+        chunk: list[dict] = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) == ROW_GROUP_ROWS:
+                writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
+                chunk = []
+        if chunk:
+            writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
     return sink.getvalue()
 
 
-def _row_order(row: dict) -> tuple:
+RowOrder = tuple[str, str, int]
+
+
+def _row_order(row: dict) -> RowOrder:
     return row.get("id", ""), row.get("source", ""), row.get("position", 0)
+
+
+def _file_key(order: RowOrder) -> str:
+    """What assigns a row to its file: stable across runs, workers and input order."""
+    return "\0".join(map(str, order))
 
 
 class WriteParquetGroup(ReleasingDoFn):
@@ -534,11 +552,12 @@ class WriteParquetGroup(ReleasingDoFn):
         self.folder = folder
         self.schema = schema
 
-    def process(self, item: tuple[int, Iterable[bytes]], n_files: int) -> Iterator[str]:
+    def process(self, item: tuple[int, Iterable[tuple[RowOrder, bytes]]], n_files: int) -> Iterator[str]:
         index, rows = item
-        rows = sorted(map(packed.unpack, rows), key=_row_order)
+        # Sorted while packed; each row is unpacked only when its row group is written.
+        ordered = (packed.unpack(blob) for _, blob in sorted(rows))
         path = posixpath.join(self.folder, f"part-{index:05d}-of-{n_files:05d}.parquet")
-        _write_bytes(path, parquet_bytes(rows, self.schema))
+        _write_bytes(path, parquet_bytes(ordered, self.schema))
         yield path
 
 
@@ -552,7 +571,7 @@ class WriteParquetFiles(beam.PTransform):
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         per_file = self.rows_per_file
         # Packed where they are made: the runner holds them until the file count is known.
-        keyed = rows | "Pack" >> beam.Map(lambda row: (_row_key(row), packed.pack(row)))
+        keyed = rows | "Pack" >> beam.Map(lambda row: (_row_order(row), packed.pack(row)))
         n_files = (
             keyed
             | "Count" >> beam.combiners.Count.Globally()
@@ -560,15 +579,11 @@ class WriteParquetFiles(beam.PTransform):
         )
         return (
             keyed
-            | "AssignFile" >> beam.Map(lambda kv, n: (pack.bucket_of(kv[0], n), kv[1]), AsSingleton(n_files))
+            | "AssignFile" >> beam.Map(lambda kv, n: (pack.bucket_of(_file_key(kv[0]), n), kv), AsSingleton(n_files))
             | "GroupFile" >> CheckedGroupByKey(f"write/{posixpath.basename(self.folder)}")
             | "Write" >> beam.ParDo(WriteParquetGroup(self.folder, self.schema), AsSingleton(n_files))
         )
 
-
-def _row_key(row: dict) -> str:
-    """What assigns a row to its file: stable across runs, workers and input order."""
-    return f"{row.get('id', '')}\0{row.get('source', '')}\0{row.get('position', 0)}"
 
 
 # ------------------------------------------------------------------------------------ statistics
