@@ -29,6 +29,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsSingleton
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
+from pipelines import packed
 from pipelines import transforms as T
 from pipelines.config import BuildConfig
 
@@ -148,6 +149,7 @@ def _encode(config: BuildConfig, payload: str):
         tokenizer = pipeline | "Tokenizer" >> beam.Create([payload])
         encoded = (
             docs
+            | "PackDocs" >> beam.Map(packed.pack)
             | "Batch" >> beam.BatchElements(min_batch_size=size, max_batch_size=size)
             | "Encode" >> beam.ParDo(T.Encode(), AsSingleton(tokenizer)).with_outputs("tokens", main="docs")
         )
@@ -243,8 +245,9 @@ def _plain_encode(docs: list[dict], payload: str, batch: int) -> Callable[[], ob
     fn = T.Encode()
 
     def run() -> None:
-        for i in range(0, len(docs), batch):
-            for _ in fn.process(docs[i : i + batch], payload):
+        packed_docs = [packed.pack(doc) for doc in docs]  # as the build hands documents to Encode
+        for i in range(0, len(packed_docs), batch):
+            for _ in fn.process(packed_docs[i : i + batch], payload):
                 pass
 
     return run
