@@ -1,10 +1,11 @@
 """Documents cross the runner's shuffles as zstd-compressed pickles, not as dicts.
 
 A runner's GroupByKey (DirectRunner's included) decodes every value it groups and holds it until the
-consuming stage runs: a document dict with its text and ~30 annotations costs ~4.5 KB of Python objects
-there, and the runner re-encodes it afterwards in its single thread. Packed, the same document is one
-``bytes`` object of ~1.8 KB on the benchmark corpus (docs/benchmarks.md) that the runner only moves, and
-the compression runs in the workers. Packing is transient: nothing packed is ever written to a version.
+consuming stage runs: a document dict with its text and ~40 annotations costs ~7.5 KB of Python objects
+there (a ~4 KB pickle), and the runner re-encodes it afterwards in its single thread. Packed, the same
+document is one ``bytes`` object of ~1.9 KB on the benchmark corpus (docs/benchmarks.md) that the runner
+only moves, and the compression runs in the workers. Packing is transient: nothing packed is ever
+written to a version.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import zstandard
 
-LEVEL = 1  # zstd's fastest level already takes ~45% off; higher levels gain ~1% for twice the time
+LEVEL = 1  # zstd's fastest level; level 3 packs ~1% smaller for ~20% more time
 
 _local = threading.local()  # zstandard's (de)compressor objects must not be shared between threads
 
