@@ -8,9 +8,13 @@ import platform
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
+
+from pipelines import memory
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,3 +98,15 @@ def test_release_free_memory_returns_what_malloc_and_arrow_keep() -> None:
     """)
     released = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert int(released.stdout.split()[-1]) > 300  # both halves: glibc alone gives back ~190
+
+
+def test_releasing_free_memory_runs_while_the_block_runs_and_stops_after(monkeypatch) -> None:
+    calls: list[float] = []
+    monkeypatch.setattr(memory, "release_free_memory", lambda: calls.append(time.monotonic()) or True)
+    with memory.releasing_free_memory(every_s=0.02):
+        time.sleep(0.3)
+        assert any(t.name == "release-free-memory" for t in threading.enumerate())
+    during = len(calls)
+    time.sleep(0.1)
+    assert during >= 3 and len(calls) == during
+    assert not any(t.name == "release-free-memory" for t in threading.enumerate())
