@@ -425,7 +425,8 @@ def tokenizer_json(kept: beam.PCollection, config: bpe.TokenizerConfig, pipeline
 
 
 class Encode(ReleasingDoFn):
-    """Batches of packed documents → documents with ``n_tokens`` (main) and (id, token ids) (tagged)."""
+    """Batches of packed documents → documents with ``n_tokens`` (main) and (id, packed token ids)
+    (tagged, see :func:`packed.pack_ids`)."""
 
     def __init__(self):
         self._payload_hash = None
@@ -443,7 +444,7 @@ class Encode(ReleasingDoFn):
         for doc, encoding in zip(batch, encodings, strict=True):
             ids = np.asarray(encoding.ids, dtype=self._dtype)
             yield {**doc, "n_tokens": int(ids.size)}
-            yield TaggedOutput("tokens", (doc["id"], ids))
+            yield TaggedOutput("tokens", (doc["id"], packed.pack_ids(ids)))
 
 
 def tokenizer_meta(payload: str) -> dict[str, Any]:
@@ -461,9 +462,9 @@ class WriteShard(ReleasingDoFn):
         self.shard_dir = shard_dir
         self.config = config
 
-    def process(self, item: tuple[int, Iterable[tuple[str, np.ndarray]]], meta: dict, n_shards: int):
+    def process(self, item: tuple[int, Iterable[tuple[str, bytes]]], meta: dict, n_shards: int):
         bucket, docs = item
-        ordered = sorted(docs, key=lambda d: pack.order_key(d[0]))
+        ordered = [(doc_id, packed.unpack_ids(ids)) for doc_id, ids in sorted(docs, key=lambda d: pack.order_key(d[0]))]
         packer = pack.pack_best_fit if self.config.best_fit else pack.pack_greedy
         rows = packer(ordered, self.config.seq_len, meta["eos_id"], meta["pad_id"])
         schema = shards.shard_schema(self.config.seq_len, meta["eos_id"], meta["pad_id"], meta["sha256"])
@@ -477,7 +478,7 @@ class WriteShard(ReleasingDoFn):
 def pack_shards(tokens: beam.PCollection, meta, staging: str, config: pack.PackConfig) -> beam.PCollection:
     n_shards = (
         tokens
-        | "TokensWithEos" >> beam.Map(lambda kv: len(kv[1]) + 1)
+        | "TokensWithEos" >> beam.Map(lambda kv: packed.ids_count(kv[1]) + 1)
         | "TotalTokens" >> beam.CombineGlobally(sum)
         | "ShardCount" >> beam.Map(pack.shard_count, config)
     )

@@ -1,9 +1,12 @@
-"""Documents packed for the runner's shuffles come back unchanged, from any thread."""
+"""Documents and token ids packed for the runner's shuffles come back unchanged, from any thread."""
 
 from __future__ import annotations
 
 import pickle
 from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
 
 from pipelines import packed
 
@@ -35,3 +38,20 @@ def test_threads_pack_and_unpack_concurrently() -> None:
 
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(round_trip, range(16)))
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32])
+def test_token_ids_round_trip_with_their_type_and_count(dtype) -> None:
+    rng = np.random.default_rng(0)
+    for size in (0, 1, 777):
+        ids = rng.integers(0, np.iinfo(dtype).max, size=size, dtype=dtype)
+        blob = packed.pack_ids(ids)
+        back = packed.unpack_ids(blob)
+        assert back.dtype == dtype and np.array_equal(back, ids)
+        assert packed.ids_count(blob) == size
+
+
+def test_token_ids_pack_smaller_than_raw_for_text_like_ids() -> None:
+    # BPE ids of real text repeat (frequent words, punctuation); a Zipf-like draw stands in for them.
+    ids = np.minimum(np.random.default_rng(1).zipf(1.3, size=5000), 8191).astype(np.uint16)
+    assert len(packed.pack_ids(ids)) < 0.8 * ids.nbytes
