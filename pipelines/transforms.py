@@ -438,7 +438,7 @@ class Encode(ReleasingDoFn):
         digest = hashlib.sha256(payload.encode()).digest()
         if digest != self._payload_hash:
             self._tokenizer, self._payload_hash = bpe.tokenizer_from_json(payload), digest
-            # Ids travel to the shard writers in half the bytes when the vocabulary allows (shards: uint32).
+            # Ids travel to the shard writers as uint16 when the vocabulary allows (shards store uint32).
             self._dtype = np.uint16 if self._tokenizer.get_vocab_size() <= 1 << 16 else np.uint32
         encodings = self._tokenizer.encode_batch_fast([d["text"] for d in batch], add_special_tokens=False)
         for doc, encoding in zip(batch, encodings, strict=True):
@@ -464,7 +464,8 @@ class WriteShard(ReleasingDoFn):
 
     def process(self, item: tuple[int, Iterable[tuple[str, bytes]]], meta: dict, n_shards: int):
         bucket, docs = item
-        ordered = [(doc_id, packed.unpack_ids(ids)) for doc_id, ids in sorted(docs, key=lambda d: pack.order_key(d[0]))]
+        ordered = [(doc_id, packed.unpack_ids(ids))
+                   for doc_id, ids in sorted(docs, key=lambda d: pack.order_key(d[0]))]
         packer = pack.pack_best_fit if self.config.best_fit else pack.pack_greedy
         rows = packer(ordered, self.config.seq_len, meta["eos_id"], meta["pad_id"])
         schema = shards.shard_schema(self.config.seq_len, meta["eos_id"], meta["pad_id"], meta["sha256"])
@@ -584,7 +585,6 @@ class WriteParquetFiles(beam.PTransform):
             | "GroupFile" >> CheckedGroupByKey(f"write/{posixpath.basename(self.folder)}")
             | "Write" >> beam.ParDo(WriteParquetGroup(self.folder, self.schema), AsSingleton(n_files))
         )
-
 
 
 # ------------------------------------------------------------------------------------ statistics
