@@ -27,11 +27,10 @@ from typing import Any
 import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsSingleton
 
 import metrics
-from pipelines import memory, packed, shards, transit
+from pipelines import memory, packed, runner, shards, transit
 from pipelines import transforms as T
 from pipelines.config import STAGES, BuildConfig, load_config, to_dict
 from pipelines.dedup import DATASKETCH_SCHEME, SHINGLE_HASH, s_curve
@@ -380,9 +379,8 @@ def build(config: BuildConfig, inputs: list[str], data_dir: Path, beam_args: lis
     if not any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
         # Worker processes log every bundle at INFO; a build's own summary is what users read.
         beam_args = [*beam_args, "--default_sdk_harness_log_level=WARNING"]
-    pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
+    pipeline = runner.make_pipeline(beam_args)
     construct(pipeline, config, inputs, str(staging))
-    names = transit.pcollection_names(pipeline)
     transit.avoid_runner_flush_race()
     memory.limit_malloc_arenas()
     with memory.releasing_free_memory():
@@ -390,7 +388,7 @@ def build(config: BuildConfig, inputs: list[str], data_dir: Path, beam_args: lis
         state = run.wait_until_finish()
     if state not in (None, "DONE"):
         raise RuntimeError(f"pipeline finished in state {state}; nothing published")
-    lost = transit.problems(run, names)
+    lost = transit.problems(run, pipeline)
     if lost:
         raise TransitError(staging, lost)
     if not any((staging / "shards").iterdir()):

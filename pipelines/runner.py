@@ -1,0 +1,42 @@
+"""Which Beam runner a build runs on: ``--runner DirectRunner`` (Beam's default) means its FnApiRunner.
+
+Beam 2.77's ``DirectRunner`` first tries the Prism runner: it converts the pipeline to its portable form
+(~1 s for a build's graph here), then downloads a Go binary from GitHub and, where that works, runs the
+build on it, ignoring ``--direct_running_mode`` and ``--direct_num_workers``; offline the download fails
+and it falls back to the FnApiRunner. A build should neither fetch executables nor change engines with
+the network: the data-plane fix and the per-stage count checks in :mod:`pipelines.transit` are written
+for the FnApiRunner, and so is ``bench/timed_build.py``. So a local build goes straight to the runner
+that DirectRunner picks for a batch pipeline offline, configured the way DirectRunner configures it.
+Any other ``--runner`` (Dataflow, Flink, Spark, Prism, ...) is Beam's to create.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import PipelineRunner
+
+DIRECT_RUNNER_NAMES = frozenset({"direct", "directrunner", "switchingdirectrunner"})
+
+
+def is_direct(options: PipelineOptions) -> bool:
+    runner = options.view_as(StandardOptions).runner
+    return runner is None or (isinstance(runner, str) and runner.lower() in DIRECT_RUNNER_NAMES)
+
+
+def direct_batch_runner(options: PipelineOptions) -> PipelineRunner:
+    """The FnApiRunner as ``SwitchingDirectRunner`` builds it, workers given the pipeline's options."""
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    provision = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(provision))
+
+
+def make_pipeline(beam_args: list[str]) -> beam.Pipeline:
+    options = PipelineOptions(beam_args)
+    if is_direct(options):
+        return beam.Pipeline(runner=direct_batch_runner(options), options=options)
+    return beam.Pipeline(options=options)
