@@ -60,7 +60,11 @@ def _quiet() -> None:
 
 
 def machine_load() -> str:
-    """Other tenants' load: the 1-minute load average and the busiest other processes now."""
+    """Other tenants' load: the 1-minute load average and the busiest other processes now.
+
+    Right after a benchmark the average still counts the benchmark's own threads (a build runs ~3: the
+    driver, two workers, the tokenizer's Rayon pool), so the figure taken before a section is the one
+    that says whether other jobs shared the machine."""
     try:
         load = os.getloadavg()[0]
     except OSError:
@@ -93,6 +97,10 @@ def machine_load() -> str:
     return line
 
 
+def machine_note(before: str) -> str:
+    return f"Machine before the run: {before}. After it: {machine_load()} (the average still counts the run itself)."
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _quiet()
@@ -123,15 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         from bench import stages
 
         path = corpus.ensure_corpus(args.eval, args.stage_docs, cache)
-        print(
-            f"## per-stage: {args.stage_docs:,} documents, best of {args.repeats} ({machine_load()})",
-            flush=True,
-        )
+        before = machine_load()
+        print(f"## per-stage: {args.stage_docs:,} documents, best of {args.repeats} ({before})", flush=True)
         results = stages.run(path, repeats=args.repeats)
         report.add(
             f"## Per stage, inside Beam vs the raw library ({args.stage_docs:,} documents, "
             f"FnApiRunner in-process, 1 worker, best of {args.repeats})\n\n"
-            f"{stages.tables(results)}\n\nMachine during the run: {machine_load()}."
+            f"{stages.tables(results)}\n\n{machine_note(before)}"
         )
 
     if "e2e" in sections:
@@ -139,11 +145,12 @@ def main(argv: list[str] | None = None) -> int:
 
         sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
         corpora = {n: corpus.ensure_corpus(args.eval, n, cache) for n in sizes}
-        print(f"## end-to-end: {', '.join(f'{n:,}' for n in sizes)} documents ({machine_load()})", flush=True)
+        before = machine_load()
+        print(f"## end-to-end: {', '.join(f'{n:,}' for n in sizes)} documents ({before})", flush=True)
         results = e2e.run(corpora, timeout=args.build_timeout)
         report.add(
             "## End to end: `python -m pipelines.build`, all stages, DirectRunner multi_processing, "
-            f"2 workers\n\n{e2e.tables(results)}\n\nMachine during the run: {machine_load()}."
+            f"2 workers\n\n{e2e.tables(results)}\n\n{machine_note(before)}"
         )
 
     if args.peer:
