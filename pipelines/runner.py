@@ -21,7 +21,7 @@ DIRECT_RUNNER_NAMES = frozenset({"direct", "directrunner", "switchingdirectrunne
 
 def is_direct(options: PipelineOptions) -> bool:
     runner = options.view_as(StandardOptions).runner
-    return runner is None or (isinstance(runner, str) and runner.lower() in DIRECT_RUNNER_NAMES)
+    return runner is None or runner.lower() in DIRECT_RUNNER_NAMES
 
 
 def direct_batch_runner(options: PipelineOptions) -> PipelineRunner:
