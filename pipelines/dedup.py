@@ -118,6 +118,16 @@ def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero(a == b)) / len(a)
 
 
+def signature_bytes(signature: np.ndarray) -> bytes:
+    """A signature (``affine32``: uint32 values) as it crosses the shuffles: the joins hold every one,
+    and bytes cost no pickling."""
+    return signature.tobytes()
+
+
+def signature_from_bytes(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=np.uint32)
+
+
 # Buckets travel through the shuffle in this many groups, not one key per bucket: almost every LSH bucket
 # holds a single document, and a runner's per-key overhead (not the bytes) dominated the shuffle's memory.
 # 2^16 groups keep each group small at any corpus size (about 200k bucket entries per group at 1B docs).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import math
 import posixpath
@@ -239,8 +240,7 @@ class DedupKeys(beam.DoFn):
             yield TaggedOutput("bucket", (dedup.bucket_group(key), dedup.bucket_entry(key, doc_id)))
         if self.config.near:
             signature = self.signer.signature_of_normalized(normalized)
-            # Bytes, not an array: the joins hold every signature, and bytes cost no pickling.
-            yield (doc_id, signature.tobytes())
+            yield (doc_id, dedup.signature_bytes(signature))
             for key in dedup.band_keys(signature, self.config.bands, self.config.rows):
                 key = b"b" + key
                 yield TaggedOutput("bucket", (dedup.bucket_group(key), dedup.bucket_entry(key, doc_id)))
@@ -259,9 +259,9 @@ def _verified(threshold: float) -> Callable[[tuple[str, dict[str, list]]], Itera
         doc_id, groups = item
         if not groups["sig"]:
             return
-        signature = np.frombuffer(groups["sig"][0], dtype=np.uint32)
+        signature = dedup.signature_from_bytes(groups["sig"][0])
         for other, other_signature in groups["edge"]:
-            if dedup.estimated_jaccard(signature, np.frombuffer(other_signature, dtype=np.uint32)) >= threshold:
+            if dedup.estimated_jaccard(signature, dedup.signature_from_bytes(other_signature)) >= threshold:
                 yield other, doc_id
 
     return verify
@@ -443,7 +443,8 @@ class Encode(ReleasingDoFn):
         encodings = self._tokenizer.encode_batch_fast([d["text"] for d in batch], add_special_tokens=False)
         for doc, encoding in zip(batch, encodings, strict=True):
             ids = np.asarray(encoding.ids, dtype=self._dtype)
-            yield {**doc, "n_tokens": int(ids.size)}
+            doc["n_tokens"] = int(ids.size)  # the dict was unpacked just above: ours to annotate
+            yield doc
             yield TaggedOutput("tokens", (doc["id"], packed.pack_ids(ids)))
 
 
@@ -525,14 +526,9 @@ ROW_GROUP_ROWS = 4096  # a writer holds one row group of documents as Python obj
 
 def parquet_bytes(rows: Iterable[dict], schema: pa.Schema) -> bytes:
     sink = io.BytesIO()
+    rows = iter(rows)
     with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
-        chunk: list[dict] = []
-        for row in rows:
-            chunk.append(row)
-            if len(chunk) == ROW_GROUP_ROWS:
-                writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
-                chunk = []
-        if chunk:
+        while chunk := list(itertools.islice(rows, ROW_GROUP_ROWS)):
             writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
     return sink.getvalue()
 

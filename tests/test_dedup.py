@@ -367,3 +367,13 @@ def test_bucket_groups_are_stable_and_spread() -> None:
     assert groups == [dedup.bucket_group(k) for k in keys]
     assert all(0 <= g < dedup.BUCKET_GROUPS for g in groups)
     assert len(set(groups)) > 0.8 * len(keys)  # 10,000 keys over 65,536 groups rarely share one
+
+
+def test_signatures_cross_the_shuffles_as_bytes_unchanged() -> None:
+    signer = dedup.Signer(DedupConfig())
+    a = signer.signature("the quick brown fox jumps over the lazy dog and keeps on running far away")
+    b = signer.signature("the quick brown fox jumps over the lazy cat and keeps on running far away")
+    restored_a = dedup.signature_from_bytes(dedup.signature_bytes(a))
+    restored_b = dedup.signature_from_bytes(dedup.signature_bytes(b))
+    assert np.array_equal(restored_a, a) and restored_a.dtype == a.dtype
+    assert dedup.estimated_jaccard(restored_a, restored_b) == dedup.estimated_jaccard(a, b) < 1.0
