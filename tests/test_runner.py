@@ -51,3 +51,16 @@ def test_other_runners_are_left_to_beam() -> None:
     pipeline = runner.make_pipeline(["--runner", "FnApiRunner", "--direct_num_workers=1"])
     assert isinstance(pipeline.runner, FnApiRunner)
     assert pipeline.runner._provision_info.provision_info.pipeline_options.fields == {}
+
+
+def _main_module(_: object) -> str:
+    import sys
+
+    return sys.modules["__main__"].__spec__.name
+
+
+def test_multi_process_workers_run_the_fast_exit_worker() -> None:
+    pipeline = runner.make_pipeline([*MULTI_PROCESS, "--default_sdk_harness_log_level=ERROR"])
+    with pipeline:
+        mains = pipeline | beam.Create(range(4)) | beam.Map(_main_module) | beam.Distinct()
+        assert_that(mains, equal_to(["pipelines.worker"]))
