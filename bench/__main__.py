@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("stages", "e2e")
+SECTIONS = ("stages", "e2e", "tokenizer")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -151,6 +151,18 @@ def main(argv: list[str] | None = None) -> int:
         report.add(
             "## End to end: `python -m pipelines.build`, all stages, DirectRunner multi_processing, "
             f"2 workers\n\n{e2e.tables(results)}\n\n{machine_note(before)}"
+        )
+
+    if "tokenizer" in sections:
+        from bench import tokenizer_sample
+
+        sample_sizes = [1000, 2000, 4000, 10000] if not args.quick else [500, 1000, 2000]
+        path = corpus.ensure_corpus(args.eval, max(sample_sizes) + tokenizer_sample.HELD_OUT, cache)
+        before = machine_load()
+        print(f"## tokenizer sample: {', '.join(f'{n:,}' for n in sample_sizes)} documents ({before})", flush=True)
+        report.add(
+            "## Tokenizer training sample: training time against compression (8,192 vocabulary)\n\n"
+            f"{tokenizer_sample.tables(tokenizer_sample.run(path, sample_sizes))}\n\n{machine_note(before)}"
         )
 
     if args.peer:
