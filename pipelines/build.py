@@ -30,7 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsSingleton
 
 import metrics
-from pipelines import memory, packed, runner, shards, transit
+from pipelines import memory, packed, runner, shards, transit, worker
 from pipelines import transforms as T
 from pipelines.config import STAGES, BuildConfig, load_config, to_dict
 from pipelines.dedup import DATASKETCH_SCHEME, SHINGLE_HASH, s_curve
@@ -379,13 +379,15 @@ def build(config: BuildConfig, inputs: list[str], data_dir: Path, beam_args: lis
     if not any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
         # Worker processes log every bundle at INFO; a build's own summary is what users read.
         beam_args = [*beam_args, "--default_sdk_harness_log_level=WARNING"]
+    memory.limit_malloc_arenas()  # before any worker process starts: they inherit it
     pipeline = runner.make_pipeline(beam_args)
-    construct(pipeline, config, inputs, str(staging))
-    transit.avoid_runner_flush_race()
-    memory.limit_malloc_arenas()
-    with memory.releasing_free_memory():
-        run = pipeline.run()
-        state = run.wait_until_finish()
+    # The workers import while the graph is built and translated (pipelines/worker.py).
+    with worker.standby_workers(runner.local_worker_processes(pipeline.options)):
+        construct(pipeline, config, inputs, str(staging))
+        transit.avoid_runner_flush_race()
+        with memory.releasing_free_memory():
+            run = pipeline.run()
+            state = run.wait_until_finish()
     if state not in (None, "DONE"):
         raise RuntimeError(f"pipeline finished in state {state}; nothing published")
     lost = transit.problems(run, pipeline)

@@ -9,17 +9,18 @@ for the FnApiRunner, and so is ``bench/timed_build.py``. So a local build goes s
 that DirectRunner picks for a batch pipeline offline, configured the way DirectRunner configures it.
 Any other ``--runner`` (Dataflow, Flink, Spark, Prism, ...) is Beam's to create.
 
-In ``multi_processing`` mode the workers are started as ``python -m pipelines.worker`` (Beam's own
-worker, exiting without Python's teardown: ~0.9 s of every build, see that module) instead of
-``python -m apache_beam.runners.worker.sdk_worker_main``.
+In ``multi_processing`` mode the workers are started as ``python -m pipelines.worker`` instead of
+``python -m apache_beam.runners.worker.sdk_worker_main``: Beam's own harness, run by a process that a
+build can start before it needs it, and that exits without Python's teardown (see that module).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 from apache_beam.runners.runner import PipelineRunner
 from apache_beam.transforms import environments
@@ -30,6 +31,14 @@ DIRECT_RUNNER_NAMES = frozenset({"direct", "directrunner", "switchingdirectrunne
 def is_direct(options: PipelineOptions) -> bool:
     runner = options.view_as(StandardOptions).runner
     return runner is None or runner.lower() in DIRECT_RUNNER_NAMES
+
+
+def local_worker_processes(options: PipelineOptions) -> int:
+    """How many worker processes a local build starts (0 when its workers are not processes)."""
+    direct = options.view_as(DirectOptions)
+    if not is_direct(options) or direct.direct_running_mode != "multi_processing":
+        return 0
+    return direct.direct_num_workers or os.cpu_count() or 1
 
 
 BEAM_WORKER_COMMAND = f"{sys.executable} -m apache_beam.runners.worker.sdk_worker_main"

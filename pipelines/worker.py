@@ -1,31 +1,186 @@
-"""A worker process of a local multi-process build: Beam's SDK harness, left without Python's teardown.
+"""Worker processes of a local multi-process build: Beam's SDK harness, started early and left without
+Python's teardown.
 
-When a build's last stage is done the runner ends each worker's control stream and waits for the
-process to exit, one worker after another. The harness itself returns within ~20 ms, but the interpreter
-then spent ~0.4 s per worker tearing itself down (freeing every object, module and thread state) before
-the build could publish: ~0.9 s of every two-worker build, measured with a timer around each worker's
-close in the runner. Nothing a worker produces depends on that teardown: every bundle's output has
-reached the runner over gRPC, files are closed inside the bundles that write them, and the harness has
-already torn the DoFns down and closed its channels. So once the harness returns this flushes logging and
-the standard streams and exits at once. A harness that fails raises as before (a non-zero exit).
+**Started early.** The runner starts its workers when the first stage runs, and each then spends ~1.3 s
+importing Beam and the stages' libraries while the build waits; before that, the driver spends ~2 s
+alone on one core building and translating the graph. :func:`standby_workers` starts the processes at
+the beginning of a build instead: each imports everything, then waits on a Unix socket. When the runner
+later starts ``python -m pipelines.worker`` (see :mod:`pipelines.runner`), that small launcher hands its
+environment (the runner's control address, the pipeline options, the worker id) to a waiting process,
+which runs the harness with it, and relays its exit status. With no standby free (or none started, as in
+Beam's own test harness), the launcher runs the harness itself.
+
+**Left without teardown.** When the last stage is done the runner waits for its workers to exit, one
+after another. The harness returns within ~20 ms, but the interpreter then spent ~0.4 s per worker
+freeing every object and module (~0.9 s of a two-worker build, timed around each worker's close in the
+runner). Nothing depends on it: every bundle's output has reached the runner over gRPC, files are closed
+inside the bundles that write them, and the harness has torn its DoFns down and closed its channels. So
+once the harness returns the process flushes logging and its streams and exits at once.
+
+A standby lives no longer than the build: it exits when its pipe from the driver closes (the build
+ended or died), and when its launcher goes away (the runner gave up on that worker).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+STANDBY_DIR_ENV = "TOKENMILL_WORKER_STANDBY_DIR"
+_READY = b"ok\n"
+_IMPORT_NICENESS = 10
+# What the stages import in their setup, loaded while the process waits rather than in the first bundle.
+_WARM_MODULES = ("apache_beam.runners.worker.sdk_worker_main", "pipelines.transforms", "fasttext", "datasketch",
+                 "tokenizers", "pyarrow.parquet", "zstandard")
 
 
-def main() -> None:
+@contextlib.contextmanager
+def standby_workers(count: int) -> Iterator[list[subprocess.Popen]]:
+    """``count`` warm worker processes for the runner's launchers to claim while the block runs."""
+    if count <= 0:
+        yield []
+        return
+    folder = Path(tempfile.mkdtemp(prefix="tokenmill-workers-"))
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "pipelines.worker", "--standby", str(folder / f"{i}.sock")],
+                         stdin=subprocess.PIPE)
+        for i in range(count)
+    ]
+    previous = os.environ.get(STANDBY_DIR_ENV)
+    os.environ[STANDBY_DIR_ENV] = str(folder)
+    try:
+        yield processes
+    finally:
+        if previous is None:
+            os.environ.pop(STANDBY_DIR_ENV, None)
+        else:
+            os.environ[STANDBY_DIR_ENV] = previous
+        for process in processes:
+            process.stdin.close()  # an unclaimed standby exits on this; a claimed one has finished
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run_harness() -> None:
     from apache_beam.runners.worker import sdk_worker_main
 
     sdk_worker_main.main(sys.argv)
+
+
+def _exit_now(code: int) -> None:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
+
+
+def _exit_when_closed(read_end, code: int) -> None:
+    def watch() -> None:
+        while read_end.read(4096):
+            pass
+        _exit_now(code)
+
+    threading.Thread(target=watch, name="standby-lifeline", daemon=True).start()
+
+
+def _import_warm_modules() -> None:
+    """Imports at low priority (Linux sets it per thread; this thread ends after): the driver, busy
+    building the graph on one core meanwhile, keeps that core, and the imports take the idle one. At equal
+    priority the three processes shared two cores and the driver's start-up took ~1 s longer."""
+    import importlib
+
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _IMPORT_NICENESS)
+    for module in _WARM_MODULES:
+        importlib.import_module(module)
+
+
+def _receive(conn: socket.socket) -> bytes:
+    chunks = []
+    while not chunks or not chunks[-1].endswith(b"\n"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ConnectionError("launcher went away before sending its environment")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def standby(path: str) -> None:
+    """Bind ``path``, import the harness and the stages' libraries, then serve one launcher."""
+    _exit_when_closed(sys.stdin.buffer, 0)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(8)  # launchers that connect while this imports wait in the backlog
+    warm = threading.Thread(target=_import_warm_modules, name="standby-imports")
+    warm.start()
+    warm.join()
+    conn, _ = listener.accept()
+    listener.close()  # queued launchers are turned away and try another standby
+    os.unlink(path)
+    environment = json.loads(_receive(conn))
+    os.environ.clear()
+    os.environ.update(environment)
+    conn.sendall(_READY)
+    _exit_when_closed(conn.makefile("rb"), 1)
+    try:
+        _run_harness()
+    except BaseException:
+        logging.exception("worker harness failed")
+        conn.sendall(b"1\n")
+        _exit_now(1)
+    conn.sendall(b"0\n")
+    _exit_now(0)
+
+
+def _claim_standby(folder: Path) -> BinaryIO | None:
+    """A reader on the connection to the standby that took this launcher's environment, if any did."""
+    payload = json.dumps(dict(os.environ)).encode() + b"\n"
+    for path in sorted(folder.glob("*.sock")):
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(str(path))
+            conn.sendall(payload)
+            reader = conn.makefile("rb")
+            if reader.readline() == _READY:
+                return reader
+        except OSError:
+            pass
+        conn.close()
+    return None
+
+
+def launch() -> int:
+    """The process the runner starts: hand over to a standby if one is free, else run the harness here."""
+    folder = os.environ.get(STANDBY_DIR_ENV)
+    standby_status = _claim_standby(Path(folder)) if folder else None
+    if standby_status is None:
+        _run_harness()
+        _exit_now(0)
+    status = standby_status.readline().strip()
+    return int(status) if status.isdigit() else 1
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--standby"] and len(argv) == 2:
+        standby(argv[1])
+    return launch()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

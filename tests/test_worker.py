@@ -1,0 +1,96 @@
+"""Worker processes started ahead of the runner (pipelines/worker.py): claimed, relayed, never left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines import runner, worker
+from tests.conftest import MULTI_PROCESS
+
+
+def _pid(_: object) -> int:
+    return os.getpid()
+
+
+def test_a_local_build_runs_its_bundles_in_the_standby_processes() -> None:
+    pipeline = runner.make_pipeline([*MULTI_PROCESS, "--default_sdk_harness_log_level=ERROR"])
+    assert runner.local_worker_processes(pipeline.options) == 2
+    with worker.standby_workers(2) as standbys:
+        folder = Path(os.environ[worker.STANDBY_DIR_ENV])
+        with pipeline:
+            pids = pipeline | beam.Create(range(200), reshuffle=True) | beam.Map(_pid) | beam.Distinct()
+            in_standby = pids | beam.Map(lambda pid, ids: pid in ids, [p.pid for p in standbys])
+            assert_that(in_standby | "Which" >> beam.Distinct(), equal_to([True]))
+    assert worker.STANDBY_DIR_ENV not in os.environ
+    assert not folder.exists()
+    assert [p.returncode for p in standbys] == [0, 0]
+
+
+def test_unclaimed_standbys_exit_when_the_build_ends() -> None:
+    started = time.monotonic()
+    with worker.standby_workers(2) as standbys:
+        pass
+    assert [p.returncode for p in standbys] == [0, 0]
+    assert time.monotonic() - started < 10
+
+
+def test_no_standbys_unless_the_workers_are_processes() -> None:
+    assert runner.local_worker_processes(runner.make_pipeline([]).options) == 0
+    in_process = runner.make_pipeline(["--runner", "DirectRunner", "--direct_num_workers", "2"])
+    assert runner.local_worker_processes(in_process.options) == 0
+    other = runner.make_pipeline(["--runner", "FnApiRunner", "--direct_running_mode", "multi_processing"])
+    assert runner.local_worker_processes(other.options) == 0
+    with worker.standby_workers(0) as standbys:
+        assert standbys == [] and worker.STANDBY_DIR_ENV not in os.environ
+
+
+def _standby(tmp_path: Path) -> tuple[subprocess.Popen, socket.socket]:
+    path = tmp_path / "0.sock"
+    process = subprocess.Popen([sys.executable, "-m", "pipelines.worker", "--standby", str(path)],
+                               stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not path.exists():
+        assert time.monotonic() < deadline and process.poll() is None, "standby never listened"
+        time.sleep(0.02)
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.connect(str(path))
+    return process, conn
+
+
+def test_a_harness_that_fails_reports_a_failure_to_its_launcher(tmp_path: Path) -> None:
+    process, conn = _standby(tmp_path)
+    # No control address: Beam's harness cannot start.
+    conn.sendall(json.dumps({"PATH": os.environ.get("PATH", "")}).encode() + b"\n")
+    reader = conn.makefile("rb")
+    assert reader.readline() == b"ok\n"
+    assert reader.readline() == b"1\n"
+    assert process.wait(timeout=30) == 1
+    assert b"worker harness failed" in process.stderr.read()
+    process.stdin.close()
+
+
+def test_a_claimed_standby_exits_when_its_launcher_goes_away(tmp_path: Path) -> None:
+    process, conn = _standby(tmp_path)
+    with socket.socket() as silent:  # a control address that accepts and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        descriptor = f'url: "127.0.0.1:{silent.getsockname()[1]}"'
+        environment = {"PATH": os.environ.get("PATH", ""), "CONTROL_API_SERVICE_DESCRIPTOR": descriptor,
+                       "PIPELINE_OPTIONS": "{}"}
+        conn.sendall(json.dumps(environment).encode() + b"\n")
+        assert conn.makefile("rb").readline() == b"ok\n"
+        time.sleep(0.5)
+        assert process.poll() is None  # the harness is waiting for its runner
+        conn.close()
+        assert process.wait(timeout=30) == 1
+    process.stdin.close()
+    process.stderr.close()
