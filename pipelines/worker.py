@@ -90,10 +90,11 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-def _exit_when_closed(read_end, code: int) -> None:
+def _exit_when_closed(read_end, code: int, path: str) -> None:
     def watch() -> None:
         while read_end.read(4096):
             pass
+        _leave(path)
         _exit_now(code)
 
     threading.Thread(target=watch, name="standby-lifeline", daemon=True).start()
@@ -121,9 +122,18 @@ def _receive(conn: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+def _leave(path: str) -> None:
+    """Removes this standby's socket and, once the last one is gone, their folder: a build that was
+    killed never reaches the cleanup in :func:`standby_workers`."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(path))
+
+
 def standby(path: str) -> None:
     """Bind ``path``, import the harness and the stages' libraries, then serve one launcher."""
-    _exit_when_closed(sys.stdin.buffer, 0)
+    _exit_when_closed(sys.stdin.buffer, 0, path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(8)  # launchers that connect while this imports wait in the backlog
@@ -132,12 +142,12 @@ def standby(path: str) -> None:
     warm.join()
     conn, _ = listener.accept()
     listener.close()  # queued launchers are turned away and try another standby
-    os.unlink(path)
+    _leave(path)
     environment = json.loads(_receive(conn))
     os.environ.clear()
     os.environ.update(environment)
     conn.sendall(_READY)
-    _exit_when_closed(conn.makefile("rb"), 1)
+    _exit_when_closed(conn.makefile("rb"), 1, path)
     try:
         _run_harness()
     except BaseException:

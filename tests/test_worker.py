@@ -94,3 +94,28 @@ def test_a_claimed_standby_exits_when_its_launcher_goes_away(tmp_path: Path) -> 
         assert process.wait(timeout=30) == 1
     process.stdin.close()
     process.stderr.close()
+
+
+def test_a_killed_build_leaves_no_standby_or_socket_behind() -> None:
+    import psutil
+
+    script = ("import os, sys, time\n"
+              "from pipelines import worker\n"
+              "standbys = worker.standby_workers(2)\n"
+              "standbys.__enter__()\n"
+              "print(os.environ[worker.STANDBY_DIR_ENV], flush=True)\n"
+              "time.sleep(120)\n")
+    driver = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    folder = Path(driver.stdout.readline().strip())
+    deadline = time.monotonic() + 60
+    while len(list(folder.glob("*.sock"))) < 2:
+        assert time.monotonic() < deadline, "standbys never listened"
+        time.sleep(0.05)
+    standbys = psutil.Process(driver.pid).children()
+    assert len(standbys) == 2
+    driver.kill()
+    driver.wait()
+    driver.stdout.close()
+    gone, alive = psutil.wait_procs(standbys, timeout=30)
+    assert alive == []
+    assert not folder.exists()
