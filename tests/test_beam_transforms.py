@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -107,3 +109,29 @@ def test_connected_components_merges_chains() -> None:
     with TestPipeline() as p:
         roots = p | beam.Create(edges) | T.ConnectedComponents(rounds=4)
         assert_that(roots, equal_to([("b", "a"), ("c", "a"), ("d", "a"), ("e", "a"), ("y", "x")]))
+
+
+def _components(edges: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    parent: dict[str, str] = {}
+
+    def find(node: str) -> str:
+        while parent.setdefault(node, node) != node:
+            node = parent[node]
+        return node
+
+    for a, b in edges:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return [(node, find(node)) for node in parent if find(node) != node]
+
+
+def test_connected_components_match_union_find_with_duplicate_edges() -> None:
+    rng = random.Random(3)
+    nodes = [f"n{i:03d}" for i in range(80)]
+    edges = [tuple(rng.sample(nodes, 2)) for _ in range(70)]
+    edges += edges[:25] + [(b, a) for a, b in edges[25:45]]  # repeated, and repeated backwards
+    rng.shuffle(edges)
+    with TestPipeline() as p:
+        roots = p | beam.Create(edges) | T.ConnectedComponents(rounds=6)
+        assert_that(roots, equal_to(_components(edges)))
