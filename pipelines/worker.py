@@ -90,10 +90,14 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-def _exit_when_closed(read_end, code: int, path: str) -> None:
+def _exit_when_closed(read_end, code: int, path: str, finished: threading.Event | None = None) -> None:
+    """Exits with ``code`` when ``read_end`` closes, unless ``finished`` is set by then (the process is
+    already on its way out with its own status)."""
     def watch() -> None:
         while read_end.read(4096):
             pass
+        if finished is not None and finished.is_set():
+            return
         _leave(path)
         _exit_now(code)
 
@@ -147,15 +151,18 @@ def standby(path: str) -> None:
     os.environ.clear()
     os.environ.update(environment)
     conn.sendall(_READY)
-    _exit_when_closed(conn.makefile("rb"), 1, path)
+    # The launcher exits as soon as it reads the status below: that must not count as going away.
+    finished = threading.Event()
+    _exit_when_closed(conn.makefile("rb"), 1, path, finished)
+    status = 0
     try:
         _run_harness()
     except BaseException:
         logging.exception("worker harness failed")
-        conn.sendall(b"1\n")
-        _exit_now(1)
-    conn.sendall(b"0\n")
-    _exit_now(0)
+        status = 1
+    finished.set()
+    conn.sendall(b"%d\n" % status)
+    _exit_now(status)
 
 
 def _claim_standby(folder: Path) -> BinaryIO | None:
