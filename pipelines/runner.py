@@ -38,7 +38,9 @@ def local_worker_processes(options: PipelineOptions) -> int:
     direct = options.view_as(DirectOptions)
     if not is_direct(options) or direct.direct_running_mode != "multi_processing":
         return 0
-    return direct.direct_num_workers or os.cpu_count() or 1
+    if direct.direct_num_workers == 0:  # as FnApiRunner reads it: one per CPU
+        return os.cpu_count() or 1
+    return direct.direct_num_workers or 1
 
 
 BEAM_WORKER_COMMAND = f"{sys.executable} -m apache_beam.runners.worker.sdk_worker_main"

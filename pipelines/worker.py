@@ -35,7 +35,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 STANDBY_DIR_ENV = "TOKENMILL_WORKER_STANDBY_DIR"
 _READY = b"ok\n"
@@ -83,7 +83,7 @@ def _run_harness() -> None:
     sdk_worker_main.main(sys.argv)
 
 
-def _exit_now(code: int) -> None:
+def _exit_now(code: int) -> NoReturn:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -135,7 +135,7 @@ def _leave(path: str) -> None:
         os.rmdir(os.path.dirname(path))
 
 
-def standby(path: str) -> None:
+def standby(path: str) -> NoReturn:
     """Bind ``path``, import the harness and the stages' libraries, then serve one launcher."""
     _exit_when_closed(sys.stdin.buffer, 0, path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -176,6 +176,7 @@ def _claim_standby(folder: Path) -> BinaryIO | None:
             reader = conn.makefile("rb")
             if reader.readline() == _READY:
                 return reader
+            reader.close()
         except OSError:
             pass
         conn.close()
@@ -195,7 +196,7 @@ def launch() -> int:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--standby"] and len(argv) == 2:
-        standby(argv[1])
+        standby(argv[1])  # does not return
     return launch()
 
 

@@ -47,7 +47,11 @@ def test_no_standbys_unless_the_workers_are_processes() -> None:
     assert runner.local_worker_processes(runner.make_pipeline([]).options) == 0
     in_process = runner.make_pipeline(["--runner", "DirectRunner", "--direct_num_workers", "2"])
     assert runner.local_worker_processes(in_process.options) == 0
-    other = runner.make_pipeline(["--runner", "FnApiRunner", "--direct_running_mode", "multi_processing"])
+    mode = ["--direct_running_mode", "multi_processing"]
+    assert runner.local_worker_processes(runner.make_pipeline(mode).options) == 1  # Beam's default count
+    every_cpu = runner.make_pipeline([*mode, "--direct_num_workers", "0"])
+    assert runner.local_worker_processes(every_cpu.options) == os.cpu_count()
+    other = runner.make_pipeline(["--runner", "FnApiRunner", *mode])
     assert runner.local_worker_processes(other.options) == 0
     with worker.standby_workers(0) as standbys:
         assert standbys == [] and worker.STANDBY_DIR_ENV not in os.environ
