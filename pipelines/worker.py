@@ -90,7 +90,7 @@ def _exit_now(code: int) -> NoReturn:
     os._exit(code)
 
 
-def _exit_when_closed(read_end, code: int, path: str, finished: threading.Event | None = None) -> None:
+def _exit_when_closed(read_end: BinaryIO, code: int, path: str, finished: threading.Event | None = None) -> None:
     """Exits with ``code`` when ``read_end`` closes, unless ``finished`` is set by then (the process is
     already on its way out with its own status)."""
     def watch() -> None:
