@@ -152,6 +152,16 @@ def main(argv: list[str] | None = None) -> int:
             "## End to end: `python -m pipelines.build`, all stages, DirectRunner multi_processing, "
             f"2 workers\n\n{e2e.tables(results)}\n\n{machine_note(before)}"
         )
+        from bench import floor
+
+        before = machine_load()
+        print(f"## what this machine allows ({before})", flush=True)
+        fixed_corpus = corpus.ensure_corpus(args.eval, floor.FIXED_DOCS, cache)
+        floors = floor.run(corpora, results, fixed_corpus, timeout=args.build_timeout)
+        report.add(
+            "## What this machine allows: fixed cost plus the libraries' per-document work (bench/floor.py)"
+            f"\n\n{floor.tables(floors)}\n\n{machine_note(before)}"
+        )
 
     if "tokenizer" in sections:
         from bench import tokenizer_sample
