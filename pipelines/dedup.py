@@ -53,14 +53,13 @@ def s_curve(similarity: float, bands: int, rows: int) -> float:
     return 1.0 - (1.0 - similarity**rows) ** bands
 
 
-_NON_WORD = re.compile(r"[^\w\s]+")
-_SPACES = re.compile(r"\s+")
+# Punctuation and whitespace alike: every run of them becomes one space, in one pass over the text.
+_NON_WORD_RUN = re.compile(r"\W+")
 
 
 def normalize(text: str) -> str:
     """Case, punctuation, accents-composition and spacing differences do not make a new document."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    return _SPACES.sub(" ", _NON_WORD.sub(" ", text)).strip()
+    return _NON_WORD_RUN.sub(" ", unicodedata.normalize("NFKC", text).lower()).strip()
 
 
 def exact_key(text: str) -> str:
@@ -73,14 +72,14 @@ def normalized_key(normalized: str) -> str:
 
 def shingles(normalized: str, n: int) -> set[bytes]:
     """Word n-grams; character n-grams when the script does not separate words with spaces."""
-    words = normalized.split(" ")
     # CJK or Thai text has few spaces: fall back to characters so documents still get many shingles.
-    if len(words) * 12 < len(normalized):
+    if (normalized.count(" ") + 1) * 12 < len(normalized):
         chars = normalized.replace(" ", "")
         grams = {chars[i : i + n] for i in range(max(1, len(chars) - n + 1))}
-    else:
-        grams = {" ".join(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
-    return {g.encode("utf-8") for g in grams if g}
+        return {g.encode("utf-8") for g in grams if g}
+    # Joined as bytes: one pass builds the set MinHash hashes (the text was split identically).
+    encoded = normalized.encode("utf-8").split(b" ")
+    return {b" ".join(encoded[i : i + n]) for i in range(max(1, len(encoded) - n + 1))} - {b""}
 
 
 class Signer:
