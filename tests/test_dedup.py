@@ -45,6 +45,11 @@ def test_normalize() -> None:
     assert dedup.normalize("ＡＢＣ ﬁne") == "abc fine"
 
 
+def test_normalize_turns_each_run_of_punctuation_and_spacing_into_one_space() -> None:
+    text = "snake_case -- a.b,c ;\n Ünïcödé\u00a0—\u3000слово (٣)"
+    assert dedup.normalize(text) == "snake_case a b c ünïcödé слово ٣"
+
+
 def test_exact_key_insensitive_to_case_punctuation_whitespace() -> None:
     base = "The quick brown fox jumps over the lazy dog."
     variants = [
@@ -76,6 +81,12 @@ def test_exact_key_differs_for_different_text() -> None:
 def test_word_shingles() -> None:
     grams = dedup.shingles("a b c d e f", 5)
     assert grams == {b"a b c d e", b"b c d e f"}
+
+
+def test_word_shingles_of_non_ascii_words_are_their_utf8_bytes() -> None:
+    words = "привет мир ünïcödé 世界 ٣ дела".split()
+    expected = {" ".join(words[i : i + 3]).encode("utf-8") for i in range(len(words) - 2)}
+    assert dedup.shingles(" ".join(words), 3) == expected
 
 
 def test_short_text_gives_one_shingle() -> None:
