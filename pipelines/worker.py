@@ -18,7 +18,9 @@ inside the bundles that write them, and the harness has torn its DoFns down and 
 once the harness returns the process flushes logging and its streams and exits at once.
 
 A standby lives no longer than the build: it exits when its pipe from the driver closes (the build
-ended or died), and when its launcher goes away (the runner gave up on that worker).
+ended or died), and when its launcher goes away (the runner gave up on that worker). Its socket's folder
+is named after the build's process; a build killed together with its standbys (SIGKILL to the process
+group) leaves the folder behind, and the next build on the machine removes it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import BinaryIO, NoReturn
 
 STANDBY_DIR_ENV = "TOKENMILL_WORKER_STANDBY_DIR"
+FOLDER_PREFIX = "tokenmill-workers-"  # then the build's pid, "-", mkdtemp's random part
 _READY = b"ok\n"
 _IMPORT_NICENESS = 10
 # What the stages import in their setup, loaded while the process waits rather than in the first bundle.
@@ -48,10 +51,11 @@ _WARM_MODULES = ("apache_beam.runners.worker.sdk_worker_main", "pipelines.transf
 @contextlib.contextmanager
 def standby_workers(count: int) -> Iterator[list[subprocess.Popen]]:
     """``count`` warm worker processes for the runner's launchers to claim while the block runs."""
+    remove_abandoned_folders(Path(tempfile.gettempdir()))
     if count <= 0:
         yield []
         return
-    folder = Path(tempfile.mkdtemp(prefix="tokenmill-workers-"))
+    folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
     processes = [
         subprocess.Popen([sys.executable, "-m", "pipelines.worker", "--standby", str(folder / f"{i}.sock")],
                          stdin=subprocess.PIPE)
@@ -75,6 +79,31 @@ def standby_workers(count: int) -> Iterator[list[subprocess.Popen]]:
                 process.kill()
                 process.wait()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_abandoned_folders(parent: Path) -> list[Path]:
+    """Removes this user's standby folders whose build process no longer exists; returns them.
+
+    Standbys remove their own sockets and folder when they exit, unless they are killed with the build.
+    A folder whose build is alive, or whose pid now names another process, is left alone."""
+    removed = []
+    for folder in parent.glob(f"{FOLDER_PREFIX}*"):
+        pid = folder.name[len(FOLDER_PREFIX):].split("-", 1)[0]
+        with contextlib.suppress(OSError):
+            if pid.isdigit() and folder.stat().st_uid == os.getuid() and not _process_exists(int(pid)):
+                shutil.rmtree(folder)
+                removed.append(folder)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _run_harness() -> None:
@@ -139,7 +168,14 @@ def standby(path: str) -> NoReturn:
     """Bind ``path``, import the harness and the stages' libraries, then serve one launcher."""
     _exit_when_closed(sys.stdin.buffer, 0, path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
+    try:
+        listener.bind(path)
+    except OSError:
+        # A build that ends at once closes every standby's pipe, and the first to see it removes the
+        # (still empty) folder before a slower sibling binds: nothing is left to serve.
+        if not os.path.isdir(os.path.dirname(path)):
+            _exit_now(0)
+        raise
     listener.listen(8)  # launchers that connect while this imports wait in the backlog
     warm = threading.Thread(target=_import_warm_modules, name="standby-imports")
     warm.start()

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import metrics
-from pipelines import shards
+from pipelines import shards, worker
 from pipelines.versions import main as versions_main
 
 from .conftest import IN_PROCESS, MULTI_PROCESS, SMALL, run_build, write_fixture
@@ -186,6 +187,9 @@ def test_killed_build_leaves_nothing_visible(tmp_path: Path) -> None:
     assert process.poll() is None, "the build finished before it could be killed"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    # Its standbys died with it, before they could remove their sockets' folder.
+    abandoned = list(Path(tempfile.gettempdir()).glob(f"{worker.FOLDER_PREFIX}{process.pid}-*"))
+    assert len(abandoned) == 1
     assert shards.latest_version(home / "data") is None
     assert shards.list_versions(home / "data") == []
     assert not (home / "data" / "versions").exists() or not any((home / "data" / "versions").iterdir())
@@ -193,3 +197,4 @@ def test_killed_build_leaves_nothing_visible(tmp_path: Path) -> None:
     assert run_build(home, "--input", str(corpus), *IN_PROCESS, *SMALL, "--stages", "langid") == 0
     assert len(shards.list_versions(home / "data")) == 1
     assert not any(staging.iterdir())
+    assert not abandoned[0].exists()

@@ -123,3 +123,35 @@ def test_a_killed_build_leaves_no_standby_or_socket_behind() -> None:
     gone, alive = psutil.wait_procs(standbys, timeout=30)
     assert alive == []
     assert not folder.exists()
+
+
+def test_folders_of_builds_killed_with_their_standbys_are_removed_by_the_next_build(tmp_path: Path) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    abandoned = tmp_path / f"{worker.FOLDER_PREFIX}{gone.pid}-abc123"
+    live = tmp_path / f"{worker.FOLDER_PREFIX}{os.getpid()}-def456"
+    unrelated = tmp_path / f"{worker.FOLDER_PREFIX}oldstyle"
+    for folder in (abandoned, live, unrelated):
+        folder.mkdir()
+        (folder / "0.sock").write_bytes(b"")
+    assert worker.remove_abandoned_folders(tmp_path) == [abandoned]
+    assert not abandoned.exists() and live.exists() and unrelated.exists()
+
+
+def test_a_builds_standby_folder_is_named_after_its_process() -> None:
+    with worker.standby_workers(1):
+        folder = Path(os.environ[worker.STANDBY_DIR_ENV])
+        assert folder.name.startswith(f"{worker.FOLDER_PREFIX}{os.getpid()}-")
+
+
+def test_a_standby_whose_folder_is_already_gone_exits_cleanly(tmp_path: Path) -> None:
+    # A sibling standby of a build that ended at once may remove the folder before this one binds.
+    path = tmp_path / "removed" / "0.sock"
+    standby = subprocess.Popen([sys.executable, "-m", "pipelines.worker", "--standby", str(path)],
+                               stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert standby.wait(timeout=60) == 0
+        assert b"Traceback" not in standby.stderr.read()
+    finally:
+        standby.stdin.close()
+        standby.stderr.close()
