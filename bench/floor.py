@@ -28,8 +28,12 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench import e2e
+
+if TYPE_CHECKING:
+    from pipelines.transforms import DocStage
 
 FIXED_DOCS = 100
 SAMPLE_DOCS = 1000
@@ -44,7 +48,6 @@ WORK = {
 
 @dataclass(frozen=True)
 class StageCost:
-    stage: str
     measured_docs: int
     cpu_s: float
 
@@ -83,7 +86,7 @@ def sample_documents(path: Path, total: int, n: int = SAMPLE_DOCS) -> list[dict]
     return [{"id": r["id"], "text": r["text"], "source": str(path), "position": i + 1} for i, r in enumerate(rows)]
 
 
-def _kept(docs: list[dict], stage) -> list[dict]:
+def _kept(docs: list[dict], stage: DocStage) -> list[dict]:
     kept = []
     for doc in docs:
         doc = dict(doc)
@@ -112,10 +115,10 @@ def stage_costs(docs: list[dict], repeats: int = 2) -> dict[str, StageCost]:
     texts = [d["text"] for d in after_quality]
     payload = S.train_tokenizer(after_quality, config)
     return {
-        "langid": StageCost("langid", len(docs), cpu(S._raw_langid([d["text"] for d in docs]))),
-        "quality": StageCost("quality", len(after_langid), cpu(S._plain_stage(after_langid, quality_stage))),
-        "dedup": StageCost("dedup", len(texts), cpu(S._raw_minhash(texts, config))),
-        "tokenize": StageCost("tokenize", len(texts), cpu(S._raw_encode(texts, payload, config.tokenizer.batch_size))),
+        "langid": StageCost(len(docs), cpu(S.raw_langid([d["text"] for d in docs]))),
+        "quality": StageCost(len(after_langid), cpu(S.plain_stage(after_langid, quality_stage))),
+        "dedup": StageCost(len(texts), cpu(S.raw_minhash(texts, config))),
+        "tokenize": StageCost(len(texts), cpu(S.raw_encode(texts, payload, config.tokenizer.batch_size))),
     }
 
 

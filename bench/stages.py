@@ -161,7 +161,7 @@ def _encode(config: BuildConfig, payload: str):
 # ------------------------------------------------------------------------------------ raw ceilings
 
 
-def _raw_langid(texts: list[str]) -> Callable[[], object]:
+def raw_langid(texts: list[str]) -> Callable[[], object]:
     import fasttext
 
     from pipelines.langid import bundled_model_path
@@ -175,7 +175,7 @@ def _raw_langid(texts: list[str]) -> Callable[[], object]:
     return run
 
 
-def _raw_minhash(texts: list[str], config: BuildConfig) -> Callable[[], object]:
+def raw_minhash(texts: list[str], config: BuildConfig) -> Callable[[], object]:
     from datasketch import MinHash
 
     from pipelines import dedup
@@ -202,7 +202,7 @@ def _raw_minhash(texts: list[str], config: BuildConfig) -> Callable[[], object]:
     return run
 
 
-def _raw_encode(texts: list[str], payload: str, batch: int) -> Callable[[], object]:
+def raw_encode(texts: list[str], payload: str, batch: int) -> Callable[[], object]:
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_str(payload)
@@ -217,7 +217,7 @@ def _raw_encode(texts: list[str], payload: str, batch: int) -> Callable[[], obje
 # ------------------------------------------------------------------------------------ plain stage code
 
 
-def _plain_stage(docs: list[dict], *stages: T.DocStage) -> Callable[[], object]:
+def plain_stage(docs: list[dict], *stages: T.DocStage) -> Callable[[], object]:
     for stage in stages:
         stage.setup()
 
@@ -323,23 +323,23 @@ def run(path: Path, repeats: int = 3, log: Callable[[str], None] = print) -> lis
 
     cases = [
         # name, Beam graph, prefix graph (in both Beam pipelines), raw library loop, plain stage code
-        ("langid", _stage(langid, "langid"), None, _raw_langid(texts), _plain_stage(docs, langid())),
+        ("langid", _stage(langid, "langid"), None, raw_langid(texts), plain_stage(docs, langid())),
         (
             "dedup signatures",
             _dedup_keys(config),
             None,
-            _raw_minhash(texts, config),
+            raw_minhash(texts, config),
             _plain_dedup_keys(docs, config),
         ),
         (
             "tokenize",
             _encode(config, payload),
             None,
-            _raw_encode(texts, payload, batch),
+            raw_encode(texts, payload, batch),
             _plain_encode(docs, payload, batch),
         ),
-        ("quality", _stage(quality, "quality"), _with_lang(config), None, _plain_stage(with_lang, quality())),
-        ("pii", _stage(pii, "pii"), None, None, _plain_stage(docs, pii())),
+        ("quality", _stage(quality, "quality"), _with_lang(config), None, plain_stage(with_lang, quality())),
+        ("pii", _stage(pii, "pii"), None, None, plain_stage(docs, pii())),
     ]
 
     reads = []

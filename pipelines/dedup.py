@@ -77,7 +77,7 @@ def shingles(normalized: str, n: int) -> set[bytes]:
         chars = normalized.replace(" ", "")
         grams = {chars[i : i + n] for i in range(max(1, len(chars) - n + 1))}
         return {g.encode("utf-8") for g in grams if g}
-    # Joined as bytes: one pass builds the set MinHash hashes (the text was split identically).
+    # Joined as bytes: the n-grams MinHash hashes come out of one pass, not joined as text and then encoded.
     encoded = normalized.encode("utf-8").split(b" ")
     return {b" ".join(encoded[i : i + n]) for i in range(max(1, len(encoded) - n + 1))} - {b""}
 

@@ -20,10 +20,10 @@ def _build_run(docs: int, wall_s: float, stage_in: dict[str, int]) -> e2e.BuildR
 def test_floor_is_fixed_cost_plus_each_stages_documents_times_its_cost_over_the_cores() -> None:
     run = _build_run(10_000, 40.0, {"langid": 10_000, "quality": 8_000, "dedup": 6_000, "tokenize": 5_000})
     costs = {
-        "langid": floor.StageCost("langid", 1_000, 1.0),  # 1 ms per document
-        "quality": floor.StageCost("quality", 800, 0.4),  # 0.5 ms
-        "dedup": floor.StageCost("dedup", 600, 0.6),  # 1 ms
-        "tokenize": floor.StageCost("tokenize", 500, 1.0),  # 2 ms
+        "langid": floor.StageCost(1_000, 1.0),  # 1 ms per document
+        "quality": floor.StageCost(800, 0.4),  # 0.5 ms
+        "dedup": floor.StageCost(600, 0.6),  # 1 ms
+        "tokenize": floor.StageCost(500, 1.0),  # 2 ms
     }
     f = floor.Floor(run, fixed_s=5.0, costs=costs)
     assert f.work_cpu_s() == pytest.approx(10 + 4 + 6 + 10)
@@ -40,8 +40,8 @@ def test_floor_is_fixed_cost_plus_each_stages_documents_times_its_cost_over_the_
 
 def test_a_stage_the_build_did_not_run_adds_no_work() -> None:
     run = _build_run(100, 1.0, {"langid": 100})
-    f = floor.Floor(run, 0.5, {"langid": floor.StageCost("langid", 10, 0.01),
-                               "tokenize": floor.StageCost("tokenize", 10, 5.0)})
+    f = floor.Floor(run, 0.5, {"langid": floor.StageCost(10, 0.01),
+                               "tokenize": floor.StageCost(10, 5.0)})
     assert f.work_cpu_s() == pytest.approx(0.1)
 
 
