@@ -23,8 +23,6 @@ below the target, the target cannot be met here.
 
 from __future__ import annotations
 
-import itertools
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,11 +77,9 @@ class Floor:
 
 def sample_documents(path: Path, total: int, n: int = SAMPLE_DOCS) -> list[dict]:
     """``n`` documents spread evenly over a ``total``-line JSONL corpus, as the build's reader names them."""
-    step = max(1, total // n)
-    with path.open(encoding="utf-8") as handle:
-        lines = itertools.islice(handle, 0, None, step)
-        rows = [json.loads(line) for line in itertools.islice(lines, n)]
-    return [{"id": r["id"], "text": r["text"], "source": str(path), "position": i + 1} for i, r in enumerate(rows)]
+    from bench import stages
+
+    return stages.load_docs(path, every=max(1, total // n), limit=n)
 
 
 def _kept(docs: list[dict], stage: DocStage) -> list[dict]:

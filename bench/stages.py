@@ -16,6 +16,7 @@ per-document work from Beam's per-element overhead. Every figure is the best (le
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -277,10 +278,12 @@ class StageResult:
         return self.docs / seconds
 
 
-def load_docs(path: Path) -> list[dict]:
-    """The documents as the pipeline's reader yields them (same id/text/source/position fields)."""
+def load_docs(path: Path, every: int = 1, limit: int | None = None) -> list[dict]:
+    """The documents as the pipeline's reader yields them (same id/text/source/position fields); with
+    ``every``/``limit``, every ``every``-th line up to ``limit`` documents."""
     with path.open(encoding="utf-8") as handle:
-        rows = [json.loads(line) for line in handle]
+        lines = itertools.islice(handle, 0, None, every)
+        rows = [json.loads(line) for line in itertools.islice(lines, limit)]
     return [
         {"id": r["id"], "text": r["text"], "source": str(path), "position": i + 1} for i, r in enumerate(rows)
     ]

@@ -72,14 +72,16 @@ def normalized_key(normalized: str) -> str:
 
 def shingles(normalized: str, n: int) -> set[bytes]:
     """Word n-grams; character n-grams when the script does not separate words with spaces."""
+    if not normalized:  # normalised text is stripped and single-spaced: otherwise no gram is empty
+        return set()
     # CJK or Thai text has few spaces: fall back to characters so documents still get many shingles.
     if (normalized.count(" ") + 1) * 12 < len(normalized):
         chars = normalized.replace(" ", "")
         grams = {chars[i : i + n] for i in range(max(1, len(chars) - n + 1))}
-        return {g.encode("utf-8") for g in grams if g}
+        return {g.encode("utf-8") for g in grams}
     # Joined as bytes: the n-grams MinHash hashes come out of one pass, not joined as text and then encoded.
-    encoded = normalized.encode("utf-8").split(b" ")
-    return {b" ".join(encoded[i : i + n]) for i in range(max(1, len(encoded) - n + 1))} - {b""}
+    words = normalized.encode("utf-8").split(b" ")
+    return {b" ".join(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
 
 
 class Signer:
