@@ -1,7 +1,7 @@
 """Per-stage throughput inside Beam against the raw library on the same documents.
 
 For each stage a Beam pipeline runs on the in-process FnApiRunner (one worker): it reads the benchmark
-JSONL with the pipeline's own reader (``ReadInputFile``), applies the stage's DoFn exactly as
+JSONL with the pipeline's own reader (``ReadInputs``), applies the stage's DoFn exactly as
 ``pipelines.build`` wires it, and counts the outputs. The same pipeline without the stage (read + count)
 is timed too and subtracted, which leaves the stage's own cost inside Beam ("marginal"); the
 non-subtracted figure is reported as well. Stages that read what an earlier stage wrote (quality reads
@@ -53,13 +53,9 @@ def run_pipeline(path: Path, build: Graph | None, config: BuildConfig) -> tuple[
     cost, not the stage's (in the build, kept documents flow straight on and only rejects are flattened).
     """
     pipeline = beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(["--direct_num_workers=1"]))
-    read = (
-        pipeline
-        | "Inputs" >> beam.Create([str(path)])
-        | "Read"
-        >> beam.ParDo(T.ReadInputFile(config.input)).with_outputs("dead_letter", "inputs", main="docs")
-    )
-    outputs = [read.docs] if build is None else build(read.docs, pipeline)
+    batches, _, _ = pipeline | "Inputs" >> beam.Create([str(path)]) | "Read" >> T.ReadInputs(config.input, False)
+    docs = batches | "Docs" >> beam.FlatMap(lambda batch: batch)
+    outputs = [docs] if build is None else build(docs, pipeline)
     for i, out in enumerate(outputs):
         _ = out | f"Count{i}" >> beam.combiners.Count.Globally() | f"Record{i}" >> beam.Map(_record_count)
     holder = {}

@@ -30,7 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsSingleton
 
 import metrics
-from pipelines import memory, packed, runner, shards, transit, worker
+from pipelines import memory, packed, readers, runner, shards, transit, worker
 from pipelines import transforms as T
 from pipelines.config import STAGES, BuildConfig, load_config, to_dict
 from pipelines.dedup import DATASKETCH_SCHEME, SHINGLE_HASH, s_curve
@@ -78,13 +78,9 @@ def code_version() -> str:
 
 
 def construct(pipeline: beam.Pipeline, config: BuildConfig, inputs: list[str], staging: str) -> None:
-    read = (
-        pipeline
-        | "Inputs" >> beam.Create(inputs)
-        | "Read" >> beam.ParDo(T.ReadInputFile(config.input)).with_outputs("dead_letter", "inputs", main="docs")
-    )
-    # Files are read whole by one worker; spread their documents before the expensive stages.
-    batches = read.docs | "Spread" >> T.Spread()
+    spread = not all(readers.splittable(path) for path in inputs)
+    batches, dead_letter, digests = (
+        pipeline | "Inputs" >> beam.Create(inputs) | "Read" >> T.ReadInputs(config.input, spread))
     statistics = [batches | "CountParsed" >> beam.Map(lambda batch: (("read", "parsed", ""), len(batch)))]
 
     text_stages: list[T.DocStage] = [T.InputCheck(config.input)]
@@ -124,15 +120,15 @@ def construct(pipeline: beam.Pipeline, config: BuildConfig, inputs: list[str], s
     _ = docs | "WriteDocs" >> T.WriteParquetFiles(f"{staging}/docs", T.docs_schema(config), per_file)
     _ = all_rejected | "WriteRejected" >> T.WriteParquetFiles(
         f"{staging}/rejected", T.rejected_schema(config), per_file)
-    _ = read.dead_letter | "WriteDeadLetter" >> T.WriteParquetFiles(
+    _ = dead_letter | "WriteDeadLetter" >> T.WriteParquetFiles(
         f"{staging}/dead_letter", T.DEAD_LETTER_SCHEMA, per_file)
-    _ = (read.inputs | "InputList" >> beam.combiners.ToList()
+    _ = (digests | "InputList" >> beam.combiners.ToList()
          | "WriteInputList" >> beam.ParDo(T.WriteJson(f"{staging}/_inputs.json")))
 
     statistics += [
         docs | "KeptStats" >> beam.FlatMap(T.kept_statistics),
         all_rejected | "RejectedStats" >> beam.FlatMap(T.rejected_statistics),
-        read.dead_letter | "DeadLetterStats" >> beam.FlatMap(T.dead_letter_statistics),
+        dead_letter | "DeadLetterStats" >> beam.FlatMap(T.dead_letter_statistics),
     ]
     _ = (
         statistics
@@ -253,7 +249,7 @@ def content_digest(staging: Path, config: dict, inputs: list) -> str:
 def publish(staging: Path, data_dir: Path, config: BuildConfig, parent: str | None,
             started: float) -> BuildResult:
     stats = _read_json(staging / "_stats.json", [])
-    inputs = _read_json(staging / "_inputs.json", [])
+    inputs = readers.merge_digests(_read_json(staging / "_inputs.json", []))
     per_stage, counts = stage_counts(stats, config.stages)
     problems = accounting_problems(staging, counts, inputs)
     if problems:
@@ -267,8 +263,7 @@ def publish(staging: Path, data_dir: Path, config: BuildConfig, parent: str | No
     (staging / "owner.json").unlink(missing_ok=True)
 
     resolved = to_dict(config)
-    inputs = [{k: i[k] for k in ("path", "sha256", "bytes", "records", "dead_letters")}
-              for i in sorted(inputs, key=lambda i: i["path"])]
+    inputs = [{k: i[k] for k in ("path", "sha256", "bytes", "records", "dead_letters")} for i in inputs]
     name = "v" + content_digest(staging, resolved, inputs)[:16]
     final = data_dir / shards.VERSIONS / name
     if (final / shards.MANIFEST).is_file():
@@ -467,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = [str(SAMPLE_CORPUS)]
     try:
         for path in inputs:
-            T.readers.detect_format(path)
+            readers.detect_format(path)
     except ValueError as err:
         print(f"input error: {err}", file=sys.stderr)
         return 2

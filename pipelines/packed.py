@@ -30,11 +30,12 @@ def _codecs() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
     return codecs
 
 
-def pack(doc: dict[str, Any]) -> bytes:
-    return _codecs()[0].compress(pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL))
+def pack(value: Any) -> bytes:
+    """A document, or a batch (list) of them."""
+    return _codecs()[0].compress(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def unpack(blob: bytes) -> dict[str, Any]:
+def unpack(blob: bytes) -> Any:
     # Only ever bytes this pipeline packed itself, in transit between its own stages.
     return pickle.loads(_codecs()[1].decompress(blob))
 

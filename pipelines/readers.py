@@ -4,6 +4,11 @@
 :class:`DeadLetter` s (input that could not be parsed: source, position, error, raw bytes), and
 hashes the raw file bytes on the way for the manifest. It never raises for bad content; only an
 unreadable file system raises. ``input_reason`` rejects parsed documents that are unusable.
+
+Plain (uncompressed) JSONL files can be read by several workers at once: ``plan_reads`` passes over
+the file once (its sha256 for the manifest, and cuts after a newline every few MiB with the line
+count so far) and ``read_unit`` parses one such range, giving each record the position it would have
+had in a whole-file read. Other files are one unit, read whole.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -53,6 +58,28 @@ class FileDigest:
     bytes: int = 0
     records: int = 0
     dead_letters: int = 0
+
+
+# A range per this many bytes of a plain JSONL file, at most; smaller files are cut in RANGES_PER_FILE
+# so their documents still reach every worker, but never below MIN_RANGE_BYTES.
+MAX_RANGE_BYTES = 4 * 1024 * 1024
+MIN_RANGE_BYTES = 64 * 1024
+RANGES_PER_FILE = 16
+
+
+@dataclass(frozen=True)
+class ReadUnit:
+    """What one worker reads: a whole file, or the lines in bytes [start, end) of a plain JSONL file."""
+
+    path: str
+    start: int = 0
+    end: int | None = None  # None: the whole file, checksummed while it is parsed
+    first_position: int = 0  # lines before ``start``
+    check: str = ""  # xxh3-128 of bytes [start, end) when planned
+
+
+class InputChangedError(RuntimeError):
+    """A file's bytes differ from those its read was planned on: it changed during the build."""
 
 
 def detect_format(path: str) -> str:
@@ -104,6 +131,33 @@ class _HashingReader(io.RawIOBase):
             self._sha.update(data)
             self._digest.bytes += len(data)
         self._digest.sha256 = self._sha.hexdigest()
+
+
+class _RangeReader(io.RawIOBase):
+    """At most ``length`` bytes from the current offset of ``raw``, hashed with xxh3-128 on the way."""
+
+    def __init__(self, raw: IO[bytes], length: int):
+        import xxhash
+
+        self._raw = raw
+        self._left = length
+        self._hash = xxhash.xxh3_128()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._raw.read(min(len(buffer), self._left))
+        self._left -= len(data)
+        self._hash.update(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def finish(self) -> str:
+        while self._left and (data := self._raw.read(min(self._left, 1 << 20))):
+            self._left -= len(data)
+            self._hash.update(data)
+        return self._hash.hexdigest()
 
 
 def _decompress(stream: IO[bytes], path: str) -> IO[bytes]:
@@ -172,6 +226,80 @@ def read_file(
         hashing.finish()
 
 
+def splittable(path: str) -> bool:
+    """Whether ``path`` can be read in byte ranges: plain JSONL, whose records end at newlines."""
+    return detect_format(path) == "jsonl" and not path.lower().endswith((".gz", ".zst", ".zstd"))
+
+
+def plan_reads(
+    path: str, open_raw: Callable[[str], IO[bytes]], max_range_bytes: int = MAX_RANGE_BYTES,
+    min_range_bytes: int = MIN_RANGE_BYTES,
+) -> tuple[list[ReadUnit], FileDigest | None]:
+    """``path`` → the units to read it in, and for a file cut in ranges its digest (sha256, bytes; the
+    readers count records and dead letters). One pass over a splittable file; none over other files."""
+    if not splittable(path):
+        return [ReadUnit(path)], None
+    import xxhash
+
+    digest = FileDigest(path)
+    sha = hashlib.sha256()
+    units: list[ReadUnit] = []
+    with open_raw(path) as raw:
+        size = raw.seek(0, io.SEEK_END)
+        raw.seek(0)
+        target = max(min_range_bytes, min(max_range_bytes, -(-size // RANGES_PER_FILE)))
+        start = first_line = lines = 0
+        check = xxhash.xxh3_128()
+        while chunk := raw.read(1 << 20):
+            sha.update(chunk)
+            offset = 0
+            # Cut after the first newline at or past the range's target size; a record is never split.
+            while (cut := chunk.find(b"\n", max(offset, start + target - digest.bytes))) >= 0:
+                piece = chunk[offset : cut + 1]
+                check.update(piece)
+                end = digest.bytes + cut + 1
+                units.append(ReadUnit(path, start, end, first_line, check.hexdigest()))
+                lines += piece.count(b"\n")
+                start, first_line, offset, check = end, lines, cut + 1, xxhash.xxh3_128()
+            piece = chunk[offset:]
+            check.update(piece)
+            lines += piece.count(b"\n")
+            digest.bytes += len(chunk)
+    if digest.bytes > start or not units:
+        units.append(ReadUnit(path, start, digest.bytes, first_line, check.hexdigest()))
+    digest.sha256 = sha.hexdigest()
+    return units, digest
+
+
+def read_unit(
+    unit: ReadUnit, open_raw: Callable[[str], IO[bytes]], config: InputConfig, digest: FileDigest
+) -> Iterator[Record | DeadLetter]:
+    """Parse one unit. ``digest`` gets its record and dead-letter counts (and, for a whole file, its
+    checksum and size); raises :class:`InputChangedError` if a range's bytes are not the planned ones."""
+    if unit.end is None:
+        yield from read_file(unit.path, open_raw, config, digest)
+        return
+    with open_raw(unit.path) as raw:
+        raw.seek(unit.start)
+        ranged = _RangeReader(raw, unit.end - unit.start)
+        stream = io.BufferedReader(ranged, buffer_size=1 << 20)
+        yield from _counted(_read_jsonl(stream, unit.path, config, unit.first_position), digest)
+        if ranged.finish() != unit.check:
+            raise InputChangedError(f"{unit.path}: bytes {unit.start}-{unit.end} changed after the build "
+                                    "planned its reads; rerun the build on a file nothing is writing to")
+
+
+def merge_digests(parts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-unit digests (see ``read_unit``) → one per file, sorted by path."""
+    files: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        merged = files.setdefault(part["path"], vars(FileDigest(part["path"])))
+        merged["sha256"] = merged["sha256"] or part["sha256"]
+        for count in ("bytes", "records", "dead_letters"):
+            merged[count] += part[count]
+    return [files[path] for path in sorted(files)]
+
+
 def _corrupt_errors() -> tuple[type[BaseException], ...]:
     errors: tuple[type[BaseException], ...] = (OSError, EOFError, ValueError)
     try:
@@ -218,8 +346,9 @@ def _has_lone_surrogate(text: str) -> bool:
     return False
 
 
-def _read_jsonl(stream: IO[bytes], path: str, config: InputConfig) -> Iterator[Record | DeadLetter]:
-    position = 0
+def _read_jsonl(stream: IO[bytes], path: str, config: InputConfig,
+                first_position: int = 0) -> Iterator[Record | DeadLetter]:
+    position = first_position
     while True:
         line = stream.readline(config.max_record_bytes + 1)
         if not line:

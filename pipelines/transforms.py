@@ -38,23 +38,6 @@ def _open_raw(path: str):
     return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
-class ReadInputFile(beam.DoFn):
-    """One input file → documents (main), dead letters and the file's digest (tagged)."""
-
-    def __init__(self, config: readers.InputConfig):
-        self.config = config
-
-    def process(self, path: str) -> Iterator[Any]:
-        digest = readers.FileDigest(path)
-        for item in readers.read_file(path, _open_raw, self.config, digest):
-            if isinstance(item, readers.Record):
-                yield {"id": item.id, "text": item.text, "source": item.source, "position": item.position}
-            else:
-                yield TaggedOutput("dead_letter", {"source": item.source, "position": item.position,
-                                                   "error": item.error, "raw": item.raw})
-        yield TaggedOutput("inputs", vars(digest))
-
-
 # The text stages run a batch of documents at a time, each stage over the whole batch before the next.
 # Run one document at a time through all of them, each stage's working set (fastText's model above all)
 # is evicted from the CPU cache by the others: on the benchmark corpus the same work took 2.06 ms per
@@ -62,24 +45,80 @@ class ReadInputFile(beam.DoFn):
 TEXT_BATCH = 64
 
 
-def _batch_key(doc: Doc) -> tuple[tuple[str, int], bytes]:
-    # Positions count records within their file, so each key holds at most TEXT_BATCH documents.
-    return (doc["source"], doc["position"] // TEXT_BATCH), packed.pack(doc)
+class PlanReads(beam.DoFn):
+    """An input file → its read units keyed for distribution (main); for a file cut in byte ranges,
+    also its digest (tagged), which the planning pass computed."""
+
+    def process(self, path: str) -> Iterator[Any]:
+        units, digest = readers.plan_reads(path, _open_raw)
+        if digest is not None:
+            yield TaggedOutput("inputs", vars(digest))
+        for unit in units:
+            yield (unit.path, unit.start), unit
+
+
+class ReadUnits(beam.DoFn):
+    """Read units → batches of up to ``batch_size`` consecutive documents (main), dead letters and the
+    unit's digest (tagged)."""
+
+    def __init__(self, config: readers.InputConfig, batch_size: int = TEXT_BATCH):
+        self.config, self.batch_size = config, batch_size
+
+    def process(self, unit: readers.ReadUnit) -> Iterator[Any]:
+        digest = readers.FileDigest(unit.path)
+        batch: list[Doc] = []
+        for item in readers.read_unit(unit, _open_raw, self.config, digest):
+            if isinstance(item, readers.Record):
+                batch.append({"id": item.id, "text": item.text, "source": item.source, "position": item.position})
+                if len(batch) == self.batch_size:
+                    yield batch
+                    batch = []
+            else:
+                yield TaggedOutput("dead_letter", {"source": item.source, "position": item.position,
+                                                   "error": item.error, "raw": item.raw})
+        if batch:
+            yield batch
+        yield TaggedOutput("inputs", vars(digest))
+
+
+class ReadInputs(beam.PTransform):
+    """Input paths → (batches of documents over all workers, dead letters, per-unit file digests).
+
+    Plain JSONL files are cut into byte ranges that the workers read side by side, and their batches
+    stay on the worker that read them, fused with the text stages. Any other file is read whole by one
+    worker; with ``spread`` the batches then cross a shuffle to reach every worker (it costs a trip of
+    every document through the runner, so it is only asked for when some input cannot be cut).
+    """
+
+    def __init__(self, config: readers.InputConfig, spread: bool):
+        super().__init__()
+        self.config, self.spread = config, spread
+
+    def expand(self, paths: beam.PCollection):
+        planned = paths | "Plan" >> beam.ParDo(PlanReads()).with_outputs("inputs", main="units")
+        read = (
+            planned.units
+            | "Distribute" >> CheckedGroupByKey("read/units")
+            | "Units" >> beam.FlatMap(lambda keyed: keyed[1])
+            | "Parse" >> beam.ParDo(ReadUnits(self.config)).with_outputs("dead_letter", "inputs", main="batches")
+        )
+        batches = read.batches | "Spread" >> Spread() if self.spread else read.batches
+        digests = (planned.inputs, read.inputs) | "Digests" >> beam.Flatten()
+        return batches, read.dead_letter, digests
 
 
 class Spread(beam.PTransform):
-    """Documents (read a whole file at a time by one worker) → batches of up to TEXT_BATCH consecutive
-    documents of a file, spread over all workers.
+    """Batches of documents made on one worker → the same batches spread over all workers.
 
-    Documents are packed in transit (see pipelines/packed.py) and the shuffle is checked (transit.py).
+    Each batch is packed in transit (see pipelines/packed.py) and the shuffle is checked (transit.py).
     """
 
-    def expand(self, docs: beam.PCollection) -> beam.PCollection:
+    def expand(self, batches: beam.PCollection) -> beam.PCollection:
         return (
-            docs
-            | "Pack" >> beam.Map(_batch_key)
+            batches
+            | "Pack" >> beam.Map(lambda batch: ((batch[0]["source"], batch[0]["position"]), packed.pack(batch)))
             | "Group" >> CheckedGroupByKey("spread")
-            | "Unpack" >> beam.MapTuple(lambda _, blobs: [packed.unpack(blob) for blob in blobs])
+            | "Unpack" >> beam.FlatMap(lambda keyed: [packed.unpack(blob) for blob in keyed[1]])
         )
 
 

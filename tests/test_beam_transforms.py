@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import random
+from pathlib import Path
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipelines import readers
 from pipelines import transforms as T
 from pipelines.dedup import DedupConfig
 from pipelines.readers import InputConfig
@@ -55,15 +60,48 @@ def test_apply_stages_runs_each_stage_over_the_batch_before_the_next() -> None:
     assert all(set(d) == {"id", "text", "source", "position", "quality_score"} for d in docs)  # inputs untouched
 
 
-def test_spread_batches_every_document_once() -> None:
+def test_spread_moves_every_batch_once_unchanged() -> None:
     docs = [{**_doc(f"d{i:04d}", f"text {i}"), "source": f"file{i % 2}", "position": i // 2 + 1}
             for i in range(T.TEXT_BATCH * 40 + 3)]
+    batches = [docs[i : i + T.TEXT_BATCH] for i in range(0, len(docs), T.TEXT_BATCH)]
     with TestPipeline() as p:
-        batches = p | beam.Create(docs) | T.Spread()
-        assert_that(batches | "Largest" >> beam.Map(len) | beam.CombineGlobally(max),
-                    equal_to([T.TEXT_BATCH]), label="bounded")
-        assert_that(batches | "Ids" >> beam.FlatMap(lambda batch: [d["id"] for d in batch]),
-                    equal_to([d["id"] for d in docs]), label="all once")
+        spread = p | beam.Create(batches) | T.Spread()
+        assert_that(spread | "Ids" >> beam.Map(lambda batch: tuple(d["id"] for d in batch)),
+                    equal_to([tuple(d["id"] for d in batch) for batch in batches]))
+
+
+def _open_binary(path: str):
+    return open(path, "rb")
+
+
+def _jsonl_with_a_broken_line(path: Path, n: int) -> list[str]:
+    lines = [json.dumps({"id": f"doc-{i:05d}", "text": f"document {i} " + "filler " * 60}) for i in range(n)]
+    lines[n // 2] = '{"id": "broken", "text": '
+    path.write_bytes(("\n".join(lines) + "\n").encode())
+    return [f"doc-{i:05d}" for i in range(n) if i != n // 2]
+
+
+@pytest.mark.parametrize("name,spread", [("plain.jsonl", False), ("plain.jsonl", True), ("packed.jsonl.gz", True)])
+def test_read_inputs_gives_every_document_once_in_bounded_batches(tmp_path: Path, name: str, spread: bool) -> None:
+    plain = tmp_path / "plain.jsonl"
+    ids = _jsonl_with_a_broken_line(plain, 2000)  # ~900 kB: planned in ~RANGES_PER_FILE ranges
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        path.write_bytes(gzip.compress(plain.read_bytes(), mtime=0))
+    whole = readers.FileDigest(str(path))
+    list(readers.read_file(str(path), _open_binary, InputConfig(), whole))
+    units, _ = readers.plan_reads(str(path), _open_binary)
+    assert (len(units) == 1) == name.endswith(".gz")
+    with TestPipeline() as p:
+        batches, dead, digests = p | beam.Create([str(path)]) | T.ReadInputs(InputConfig(), spread)
+        assert_that(batches | "Ids" >> beam.FlatMap(lambda batch: [d["id"] for d in batch]), equal_to(ids),
+                    label="every document once")
+        assert_that(batches | "Largest" >> beam.Map(len) | beam.CombineGlobally(max), equal_to([T.TEXT_BATCH]),
+                    label="bounded batches")
+        assert_that(dead | "Dead" >> beam.Map(lambda d: (d["position"], d["error"][:11])),
+                    equal_to([(1001, "broken JSON")]), label="dead letter")
+        assert_that(digests | beam.combiners.ToList() | beam.Map(readers.merge_digests), equal_to([[vars(whole)]]),
+                    label="digest")
 
 
 def test_run_stages_over_batches() -> None:

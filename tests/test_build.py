@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import metrics
-from pipelines import shards, worker
+from pipelines import readers, shards, worker
 from pipelines.versions import main as versions_main
 
 from .conftest import IN_PROCESS, MULTI_PROCESS, SMALL, run_build, write_fixture
@@ -110,6 +111,24 @@ def test_deterministic_across_runners(tmp_path: Path, fixture_corpus: Path, buil
     assert first.name == second.name  # the name digests every published file
     for a, b in zip(shards.shard_paths(first), shards.shard_paths(second), strict=True):
         assert a.read_bytes() == b.read_bytes()
+
+
+def test_plain_file_read_in_ranges_matches_the_same_file_read_whole(tmp_path: Path, fixture_corpus: Path,
+                                                                   built: Path) -> None:
+    """The plain fixture is cut into byte ranges read side by side; gzipped, it is read whole and its
+    batches spread. Same documents, so the same shards, documents and counts."""
+    assert len(readers.plan_reads(str(fixture_corpus), lambda p: open(p, "rb"))[0]) > 4
+    packed_copy = tmp_path / "fixture.jsonl.gz"
+    packed_copy.write_bytes(gzip.compress(fixture_corpus.read_bytes(), mtime=0))
+    assert run_build(tmp_path, "--input", str(packed_copy), *IN_PROCESS, *SMALL) == 0
+    ranged, whole = _version(built), _version(tmp_path)
+    for a, b in zip(shards.shard_paths(ranged), shards.shard_paths(whole), strict=True):
+        assert a.read_bytes() == b.read_bytes()
+    columns = ["id", "text", "position", "dup_cluster"]
+    assert pq.read_table(ranged / "docs", columns=columns) == pq.read_table(whole / "docs", columns=columns)
+    first, second = shards.read_manifest(ranged), shards.read_manifest(whole)
+    assert first["counts"] == second["counts"] and first["stages"] == second["stages"]
+    assert first["inputs"][0]["records"] == second["inputs"][0]["records"]
 
 
 def test_rebuild_reuses_identical_version(tmp_path: Path, fixture_corpus: Path) -> None:

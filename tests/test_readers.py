@@ -12,14 +12,21 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.readers import (
+    RANGES_PER_FILE,
     DeadLetter,
     FileDigest,
+    InputChangedError,
     InputConfig,
+    ReadUnit,
     Record,
     derive_id,
     detect_format,
     input_reason,
+    merge_digests,
+    plan_reads,
     read_file,
+    read_unit,
+    splittable,
 )
 
 DOCS = [
@@ -523,3 +530,116 @@ def test_input_reason() -> None:
     assert input_reason("a\x00b", config) == "nul_bytes"
     assert input_reason("x" * 10, config) is None
     assert input_reason("x" * 11, config) == "too_long"
+
+
+# ------------------------------------------------------------------------------------ byte ranges
+
+
+def _messy_jsonl(n: int) -> bytes:
+    """Plain JSONL with what a range cut must survive: blank lines, broken JSON, invalid UTF-8, CRLF,
+    documents without ids (their derived ids depend on the position) and a last line without newline."""
+    lines = []
+    for i in range(n):
+        if i % 37 == 5:
+            lines.append(b"")
+        elif i % 41 == 7:
+            lines.append(b'{"id": "broken", "text": ')
+        elif i % 43 == 11:
+            lines.append(b'{"id": "bad-utf8", "text": "\xff\xfe"}')
+        else:
+            doc = {"text": f"document {i} " + "words " * (i % 50)}
+            if i % 3:
+                doc["id"] = f"doc-{i}"
+            lines.append(json.dumps(doc).encode() + (b"\r" if i % 29 == 3 else b""))
+    return b"\n".join(lines)
+
+
+def _read_planned(path: Path, max_range: int, min_range: int, config: InputConfig | None = None):
+    units, planned = plan_reads(str(path), _open, max_range, min_range)
+    items, parts = [], [vars(planned)]
+    for unit in units:
+        digest = FileDigest(str(path))
+        items += list(read_unit(unit, _open, config or InputConfig(), digest))
+        parts.append(vars(digest))
+    return units, items, merge_digests(parts)
+
+
+@pytest.mark.parametrize("max_range", [1, 100, 4096, 1 << 30])
+def test_ranges_read_exactly_what_a_whole_file_read_does(tmp_path: Path, max_range: int) -> None:
+    path = tmp_path / "messy.jsonl"
+    path.write_bytes(_messy_jsonl(400))
+    whole = FileDigest(str(path))
+    expected = list(read_file(str(path), _open, InputConfig(), whole))
+    units, items, digests = _read_planned(path, max_range, 1)
+    assert items == expected  # same records, ids, positions and dead letters, in the same order
+    assert digests == [vars(whole)]
+    assert len(units) > 1 and units[0].start == 0
+    assert [u.start for u in units[1:]] == [u.end for u in units[:-1]] and units[-1].end == path.stat().st_size
+    data = path.read_bytes()
+    assert all(data[u.end - 1 : u.end] == b"\n" for u in units[:-1])  # cuts fall right after a newline
+    assert all(u.first_position == data[: u.start].count(b"\n") for u in units)
+
+
+def test_range_sizes_follow_the_file_and_the_bounds(tmp_path: Path) -> None:
+    path = tmp_path / "lines.jsonl"
+    path.write_bytes(b"".join(json.dumps({"id": i, "text": "x" * 90}).encode() + b"\n" for i in range(10_000)))
+    size = path.stat().st_size
+    line = len(path.read_bytes().split(b"\n")[0]) + 1
+    many, _ = plan_reads(str(path), _open, max_range_bytes=50_000, min_range_bytes=1)
+    # Every range but the last stops at the first newline past 50 kB.
+    assert all(50_000 <= u.end - u.start < 50_000 + line for u in many[:-1]) and many[-1].end == size
+    small, _ = plan_reads(str(path), _open, max_range_bytes=1 << 30, min_range_bytes=1)
+    assert len(small) == RANGES_PER_FILE  # a file below RANGES_PER_FILE x the maximum is still cut
+    floor, _ = plan_reads(str(path), _open, max_range_bytes=1 << 30, min_range_bytes=1 << 30)
+    assert len(floor) == 1
+
+
+def test_a_huge_line_stays_in_one_range_and_is_dead_lettered_once(tmp_path: Path) -> None:
+    path = tmp_path / "huge.jsonl"
+    path.write_bytes(_jsonl_bytes([{"id": "a", "text": "short"}]) + b'{"text": "' + b"y" * 50_000 + b'"}\n'
+                     + _jsonl_bytes([{"id": "b", "text": "after"}]))
+    config = InputConfig(max_record_bytes=10_000)
+    units, items, digests = _read_planned(path, 1000, 1, config)
+    assert [type(i).__name__ for i in items] == ["Record", "DeadLetter", "Record"]
+    assert items[1].position == 2 and "longer than 10000 bytes" in items[1].error
+    assert items[2].position == 3
+    assert digests[0]["records"] == 2 and digests[0]["dead_letters"] == 1
+
+
+def test_a_file_changed_after_planning_is_an_error_not_a_silent_mix(tmp_path: Path) -> None:
+    path = tmp_path / "moving.jsonl"
+    path.write_bytes(_jsonl_bytes([{"id": str(i), "text": f"text {i}"} for i in range(100)]))
+    units, _ = plan_reads(str(path), _open, 200, 1)
+    data = bytearray(path.read_bytes())
+    data[units[1].start + 2 : units[1].start + 3] = b"X"
+    path.write_bytes(bytes(data))
+    list(read_unit(units[0], _open, InputConfig(), FileDigest(str(path))))  # untouched range: fine
+    with pytest.raises(InputChangedError, match="changed after the build planned its reads"):
+        list(read_unit(units[1], _open, InputConfig(), FileDigest(str(path))))
+
+
+@pytest.mark.parametrize("name", ["a.jsonl.gz", "a.jsonl.zst", "a.parquet", "a.txt", "a.wet"])
+def test_other_files_are_one_whole_unit_and_not_read_to_plan(tmp_path: Path, name: str) -> None:
+    opened = []
+    units, digest = plan_reads(str(tmp_path / name), lambda p: opened.append(p) or _open(p))
+    assert units == [ReadUnit(str(tmp_path / name))] and digest is None and not opened
+    assert not splittable(name) and splittable("x.jsonl") and splittable("X.NDJSON")
+
+
+def test_an_empty_plain_file_is_one_empty_range(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"")
+    units, items, digests = _read_planned(path, 100, 1)
+    assert units == [ReadUnit(str(path), 0, 0, 0, units[0].check)] and items == []
+    assert digests == [{"path": str(path), "sha256": hashlib.sha256(b"").hexdigest(), "bytes": 0,
+                        "records": 0, "dead_letters": 0}]
+
+
+def test_merge_digests_adds_counts_per_file_and_sorts() -> None:
+    parts = [{"path": "b", "sha256": "", "bytes": 0, "records": 3, "dead_letters": 1},
+             {"path": "a", "sha256": "s-a", "bytes": 10, "records": 2, "dead_letters": 0},
+             {"path": "b", "sha256": "s-b", "bytes": 99, "records": 0, "dead_letters": 0},
+             {"path": "b", "sha256": "", "bytes": 0, "records": 4, "dead_letters": 2}]
+    assert merge_digests(parts) == [
+        {"path": "a", "sha256": "s-a", "bytes": 10, "records": 2, "dead_letters": 0},
+        {"path": "b", "sha256": "s-b", "bytes": 99, "records": 7, "dead_letters": 3}]
