@@ -58,11 +58,11 @@ class PlanReads(beam.DoFn):
 
 
 class ReadUnits(beam.DoFn):
-    """Read units → batches of up to ``batch_size`` consecutive documents (main), dead letters and the
+    """Read units → batches of up to TEXT_BATCH consecutive documents (main), dead letters and the
     unit's digest (tagged)."""
 
-    def __init__(self, config: readers.InputConfig, batch_size: int = TEXT_BATCH):
-        self.config, self.batch_size = config, batch_size
+    def __init__(self, config: readers.InputConfig):
+        self.config = config
 
     def process(self, unit: readers.ReadUnit) -> Iterator[Any]:
         digest = readers.FileDigest(unit.path)
@@ -70,7 +70,7 @@ class ReadUnits(beam.DoFn):
         for item in readers.read_unit(unit, _open_raw, self.config, digest):
             if isinstance(item, readers.Record):
                 batch.append({"id": item.id, "text": item.text, "source": item.source, "position": item.position})
-                if len(batch) == self.batch_size:
+                if len(batch) == TEXT_BATCH:
                     yield batch
                     batch = []
             else:
