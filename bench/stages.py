@@ -53,7 +53,7 @@ def run_pipeline(path: Path, build: Graph | None, config: BuildConfig) -> tuple[
     cost, not the stage's (in the build, kept documents flow straight on and only rejects are flattened).
     """
     pipeline = beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(["--direct_num_workers=1"]))
-    batches, _, _ = pipeline | "Inputs" >> beam.Create([str(path)]) | "Read" >> T.ReadInputs(config.input, False)
+    batches, _, _ = pipeline | "Inputs" >> beam.Create([str(path)]) | "Read" >> T.ReadInputs(config.input, spread=False)
     docs = batches | "Docs" >> beam.FlatMap(lambda batch: batch)
     outputs = [docs] if build is None else build(docs, pipeline)
     for i, out in enumerate(outputs):

@@ -263,7 +263,6 @@ def publish(staging: Path, data_dir: Path, config: BuildConfig, parent: str | No
     (staging / "owner.json").unlink(missing_ok=True)
 
     resolved = to_dict(config)
-    inputs = [{k: i[k] for k in ("path", "sha256", "bytes", "records", "dead_letters")} for i in inputs]
     name = "v" + content_digest(staging, resolved, inputs)[:16]
     final = data_dir / shards.VERSIONS / name
     if (final / shards.MANIFEST).is_file():
@@ -350,15 +349,10 @@ def _owner_dead(folder: Path, age: float) -> bool:
     except (OSError, ValueError):
         # A build writes owner.json right after creating its folder; give it a minute.
         return age > 60
-    if owner.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(int(owner.get("pid", -1)), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, ValueError, OverflowError):
-        return False
-    return False
+    pid = owner.get("pid")
+    if owner.get("host") != socket.gethostname() or not isinstance(pid, int) or not 0 < pid < 2**31:
+        return False  # another machine's build, or not a pid: left to the age limit
+    return not worker.process_exists(pid)
 
 
 def build(config: BuildConfig, inputs: list[str], data_dir: Path, beam_args: list[str],

@@ -108,55 +108,33 @@ def derive_id(source: str, position: int, text: str) -> str:
 
 
 class _HashingReader(io.RawIOBase):
-    """Passes bytes through while hashing them, so inputs are read once for parsing and checksums."""
+    """Passes the bytes of ``raw`` (at most ``limit`` of them) through while hashing them, so inputs
+    are read once for parsing and checksums."""
 
-    def __init__(self, raw: IO[bytes], digest: FileDigest):
-        self._raw = raw
-        self._sha = hashlib.sha256()
-        self._digest = digest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._raw.read(len(buffer))
-        self._sha.update(data)
-        self._digest.bytes += len(data)
-        buffer[: len(data)] = data
-        return len(data)
-
-    def finish(self) -> None:
-        # Hash whatever the parser did not need to read (e.g. trailing bytes after the last record).
-        while data := self._raw.read(1 << 20):
-            self._sha.update(data)
-            self._digest.bytes += len(data)
-        self._digest.sha256 = self._sha.hexdigest()
-
-
-class _RangeReader(io.RawIOBase):
-    """At most ``length`` bytes from the current offset of ``raw``, hashed with xxh3-128 on the way."""
-
-    def __init__(self, raw: IO[bytes], length: int):
-        import xxhash
-
-        self._raw = raw
-        self._left = length
-        self._hash = xxhash.xxh3_128()
+    def __init__(self, raw: IO[bytes], hasher: Any, limit: int | None = None):
+        self._raw, self._hash, self._limit = raw, hasher, limit
+        self.bytes = 0
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: Any) -> int:
-        data = self._raw.read(min(len(buffer), self._left))
-        self._left -= len(data)
+    def _read(self, size: int) -> bytes:
+        if self._limit is not None:
+            size = min(size, self._limit - self.bytes)
+        data = self._raw.read(size)
+        self.bytes += len(data)
         self._hash.update(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
 
     def finish(self) -> str:
-        while self._left and (data := self._raw.read(min(self._left, 1 << 20))):
-            self._left -= len(data)
-            self._hash.update(data)
+        """Hashes whatever the parser did not need to read (e.g. trailing bytes after the last record)."""
+        while self._read(1 << 20):
+            pass
         return self._hash.hexdigest()
 
 
@@ -212,7 +190,7 @@ def read_file(
     """Parse one input file; ``digest`` is filled in (sha256 of the raw bytes) when iteration ends."""
     fmt = detect_format(path)
     with open_raw(path) as raw:
-        hashing = _HashingReader(raw, digest)
+        hashing = _HashingReader(raw, hashlib.sha256())
         buffered = io.BufferedReader(hashing, buffer_size=1 << 20)
         try:
             stream = _decompress(buffered, path)
@@ -223,7 +201,8 @@ def read_file(
             # A corrupt archive or container: everything we could not reach is one dead letter.
             digest.dead_letters += 1
             yield DeadLetter(path, -1, f"unreadable {fmt} file: {type(err).__name__}: {err}", b"")
-        hashing.finish()
+        digest.sha256 = hashing.finish()
+        digest.bytes += hashing.bytes
 
 
 def splittable(path: str) -> bool:
@@ -279,9 +258,11 @@ def read_unit(
     if unit.end is None:
         yield from read_file(unit.path, open_raw, config, digest)
         return
+    import xxhash
+
     with open_raw(unit.path) as raw:
         raw.seek(unit.start)
-        ranged = _RangeReader(raw, unit.end - unit.start)
+        ranged = _HashingReader(raw, xxhash.xxh3_128(), limit=unit.end - unit.start)
         stream = io.BufferedReader(ranged, buffer_size=1 << 20)
         yield from _counted(_read_jsonl(stream, unit.path, config, unit.first_position), digest)
         if ranged.finish() != unit.check:

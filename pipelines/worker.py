@@ -90,13 +90,13 @@ def remove_abandoned_folders(parent: Path) -> list[Path]:
     for folder in parent.glob(f"{FOLDER_PREFIX}*"):
         pid = folder.name[len(FOLDER_PREFIX):].split("-", 1)[0]
         with contextlib.suppress(OSError):
-            if pid.isdigit() and folder.stat().st_uid == os.getuid() and not _process_exists(int(pid)):
+            if pid.isdigit() and folder.stat().st_uid == os.getuid() and not process_exists(int(pid)):
                 shutil.rmtree(folder)
                 removed.append(folder)
     return removed
 
 
-def _process_exists(pid: int) -> bool:
+def process_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

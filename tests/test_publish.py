@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from pipelines import transforms as T
-from pipelines.build import AccountingError, publish
+from pipelines.build import STAGING, AccountingError, _prune_stale_staging, publish
 from pipelines.config import load_config
 
 
@@ -67,3 +71,17 @@ def test_statistics_that_do_not_add_up_are_reported(tmp_path: Path) -> None:
     (staging / "_stats.json").write_text(json.dumps(stats))
     with pytest.raises(AccountingError, match="input - kept - rejected - dead_letter = 4"):
         publish(staging, tmp_path / "data", load_config(None, {"stages": "langid"}), None, 0.0)
+
+
+def test_stale_staging_is_pruned_only_when_its_build_is_gone(tmp_path: Path) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    owners = {"alive": {"host": socket.gethostname(), "pid": os.getpid()},
+              "dead": {"host": socket.gethostname(), "pid": gone.pid},
+              "elsewhere": {"host": "another-machine", "pid": gone.pid},
+              "not-a-pid": {"host": socket.gethostname(), "pid": "12"}}
+    for name, owner in owners.items():
+        (tmp_path / STAGING / name).mkdir(parents=True)
+        (tmp_path / STAGING / name / "owner.json").write_text(json.dumps(owner))
+    _prune_stale_staging(tmp_path)
+    assert sorted(p.name for p in (tmp_path / STAGING).iterdir()) == ["alive", "elsewhere", "not-a-pid"]
