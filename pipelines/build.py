@@ -112,7 +112,7 @@ def construct(pipeline: beam.Pipeline, config: BuildConfig, inputs: list[str], s
         if "pack" in config.stages:
             meta = payload | "TokenizerMeta" >> beam.Map(T.tokenizer_meta)
             shard_infos = T.pack_shards(encoded.tokens, meta, staging, config.pack)
-            _ = (shard_infos | "ShardList" >> beam.combiners.ToList()
+            _ = (shard_infos | "ShardList" >> beam.combiners.ToList().without_defaults()
                  | "WriteShardList" >> beam.ParDo(T.WriteJson(f"{staging}/_shards.json")))
 
     all_rejected = rejected | "AllRejected" >> beam.Flatten()
@@ -122,7 +122,8 @@ def construct(pipeline: beam.Pipeline, config: BuildConfig, inputs: list[str], s
         f"{staging}/rejected", T.rejected_schema(config), per_file)
     _ = dead_letter | "WriteDeadLetter" >> T.WriteParquetFiles(
         f"{staging}/dead_letter", T.DEAD_LETTER_SCHEMA, per_file)
-    _ = (digests | "InputList" >> beam.combiners.ToList()
+    # The lists have no default (a runner stage each): publishing reads a missing list as empty.
+    _ = (digests | "InputList" >> beam.combiners.ToList().without_defaults()
          | "WriteInputList" >> beam.ParDo(T.WriteJson(f"{staging}/_inputs.json")))
 
     statistics += [
@@ -135,7 +136,7 @@ def construct(pipeline: beam.Pipeline, config: BuildConfig, inputs: list[str], s
         | "AllStats" >> beam.Flatten()
         | "SumStats" >> beam.CombinePerKey(sum)
         | "StatRows" >> beam.Map(lambda kv: [*kv[0], kv[1]])
-        | "StatList" >> beam.combiners.ToList()
+        | "StatList" >> beam.combiners.ToList().without_defaults()
         | "WriteStats" >> beam.ParDo(T.WriteJson(f"{staging}/_stats.json"))
     )
 
@@ -371,7 +372,7 @@ def build(config: BuildConfig, inputs: list[str], data_dir: Path, beam_args: lis
     memory.limit_malloc_arenas()  # before any worker process starts: they inherit it
     pipeline = runner.make_pipeline(beam_args)
     # The workers import while the graph is built and translated (pipelines/worker.py).
-    with worker.standby_workers(runner.local_worker_processes(pipeline.options)):
+    with worker.standby_workers(runner.local_worker_processes(pipeline.options)), runner.dofn_specs_memoized():
         construct(pipeline, config, inputs, str(staging))
         transit.avoid_runner_flush_race()
         with memory.releasing_free_memory():

@@ -523,7 +523,7 @@ def pack_shards(tokens: beam.PCollection, meta, staging: str, config: pack.PackC
     n_shards = (
         tokens
         | "TokensWithEos" >> beam.Map(lambda kv: packed.ids_count(kv[1]) + 1)
-        | "TotalTokens" >> beam.CombineGlobally(sum)
+        | "TotalTokens" >> beam.CombineGlobally(sum).without_defaults()  # no tokens: no shards to assign
         | "ShardCount" >> beam.Map(pack.shard_count, config)
     )
     return (
@@ -612,10 +612,11 @@ class WriteParquetFiles(beam.PTransform):
         per_file = self.rows_per_file
         # Packed where they are made: the runner holds them until the file count is known.
         keyed = rows | "Pack" >> beam.Map(lambda row: (_row_order(row), packed.pack(row)))
+        # Without a default for no rows (nothing would read it): a global default costs a runner stage.
         n_files = (
             keyed
-            | "Count" >> beam.combiners.Count.Globally()
-            | "Files" >> beam.Map(lambda n: max(1, math.ceil(n / per_file)))
+            | "Count" >> beam.combiners.Count.Globally().without_defaults()
+            | "Files" >> beam.Map(lambda n: math.ceil(n / per_file))
         )
         return (
             keyed

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -168,6 +169,20 @@ def test_huge_and_odd_documents_never_crash(tmp_path: Path) -> None:
     assert "too_long" in rejected.column("reason").to_pylist()
 
 
+def test_a_build_that_keeps_nothing_publishes_an_empty_consistent_version(tmp_path: Path) -> None:
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    (tmp_path / "short.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in ("Hi.", "ok", "")))
+    assert run_build(tmp_path, "--input", f"{tmp_path}/empty.jsonl,{tmp_path}/short.jsonl", *IN_PROCESS, *SMALL) == 0
+    version_dir = _version(tmp_path)
+    manifest = shards.read_manifest(version_dir)
+    assert manifest["counts"] == {"input": 3, "kept": 0, "rejected": 3, "dead_letter": 0}
+    assert [(i["records"], i["dead_letters"]) for i in manifest["inputs"]] == [(0, 0), (3, 0)]
+    assert manifest["shards"] == [] and not (version_dir / "shards").exists()
+    for folder, rows in (("docs", 0), ("rejected", 3), ("dead_letter", 0)):
+        assert manifest["files"][folder] == ["part-00000-of-00001.parquet"]
+        assert pq.read_table(version_dir / folder).num_rows == rows
+
+
 def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_build(tmp_path, "--input", str(tmp_path / "nope-*.jsonl"), *IN_PROCESS) == 2
     assert "no input files match" in capsys.readouterr().err
@@ -191,28 +206,41 @@ def test_versions_cli(built: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert versions_main(["--home", str(built), "show", "vdoesnotexist"]) == 2
 
 
-def test_killed_build_leaves_nothing_visible(tmp_path: Path) -> None:
-    corpus = write_fixture(tmp_path, every=1)
-    home = tmp_path / "home"
+def _start_and_kill(home: Path, corpus: Path, ready: Callable[[int], bool]) -> int:
+    """Starts a multi-process build, SIGKILLs it with its workers once ``ready(pid)``, returns its pid."""
     command = [sys.executable, "-m", "pipelines.build", "--home", str(home), "--input", str(corpus),
                *MULTI_PROCESS, *SMALL]
     process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    staging = home / "data" / ".staging"
     deadline = time.time() + 120
-    while not (staging.is_dir() and any(staging.iterdir())) and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(3)  # well inside the pipeline: it takes far longer than this to finish
+    while not ready(process.pid) and time.time() < deadline:
+        time.sleep(0.05)
     assert process.poll() is None, "the build finished before it could be killed"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    # Its standbys died with it, before they could remove their sockets' folder.
-    abandoned = list(Path(tempfile.gettempdir()).glob(f"{worker.FOLDER_PREFIX}{process.pid}-*"))
+    return process.pid
+
+
+def _standby_folders(pid: int) -> list[Path]:
+    return list(Path(tempfile.gettempdir()).glob(f"{worker.FOLDER_PREFIX}{pid}-*"))
+
+
+def test_killed_build_leaves_nothing_visible(tmp_path: Path) -> None:
+    corpus = write_fixture(tmp_path, every=1)
+    home = tmp_path / "home"
+    staging = home / "data" / ".staging"
+
+    # Killed midway: the tokenizer is trained, nothing is encoded or written yet.
+    _start_and_kill(home, corpus, lambda _: any(staging.glob("*/tokenizer.json")))
+    # Killed while starting, its standby workers still importing: their sockets' folder is left behind.
+    starting = _start_and_kill(home, corpus, lambda pid: bool(_standby_folders(pid)))
+    abandoned = _standby_folders(starting)
     assert len(abandoned) == 1
+    assert len(list(staging.iterdir())) == 1  # the second build removed the first's: its owner was dead
     assert shards.latest_version(home / "data") is None
     assert shards.list_versions(home / "data") == []
     assert not (home / "data" / "versions").exists() or not any((home / "data" / "versions").iterdir())
-    # Rerunning works and clears the dead build's staging directory.
+    # Rerunning works and clears the dead builds' staging directories and the abandoned folder.
     assert run_build(home, "--input", str(corpus), *IN_PROCESS, *SMALL, "--stages", "langid") == 0
     assert len(shards.list_versions(home / "data")) == 1
     assert not any(staging.iterdir())

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import pickle
 import sys
 
 import apache_beam as beam
 import pytest
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import (
+    DebugOptions,
+    DirectOptions,
+    PipelineOptions,
+    StandardOptions,
+    TypeOptions,
+)
 from apache_beam.runners.portability import prism_runner
 from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms import userstate
 
 from pipelines import runner
 from tests.conftest import MULTI_PROCESS
@@ -64,3 +74,57 @@ def test_multi_process_workers_run_the_fast_exit_worker() -> None:
     with pipeline:
         mains = pipeline | beam.Create(range(4)) | beam.Map(_main_module) | beam.Distinct()
         assert_that(mains, equal_to(["pipelines.worker"]))
+
+
+FLAGS = ["--runner", "DirectRunner", "--direct_num_workers=2", "--experiments=a", "--experiments=b", "--unknown=1"]
+
+
+def test_cached_views_read_and_write_the_same_values_as_beams_views() -> None:
+    cached, plain = runner.CachedViewOptions(FLAGS), PipelineOptions(FLAGS)
+    for options in (cached, plain):
+        options.view_as(DebugOptions).add_experiment("c")
+        options.view_as(TypeOptions).pipeline_type_check = False
+    assert cached.view_as(DirectOptions) is cached.view_as(DirectOptions)
+    assert cached.get_all_options(retain_unknown_options=True) == plain.get_all_options(retain_unknown_options=True)
+    for view in (StandardOptions, DirectOptions, DebugOptions, TypeOptions):
+        assert cached.view_as(view).get_all_options() == plain.view_as(view).get_all_options()
+    assert cached.view_as(DebugOptions).experiments == ["a", "b", "c"]
+    copied = pickle.loads(pickle.dumps(cached))
+    assert "_views" not in copied.__dict__ and "_views" not in copy.deepcopy(cached).__dict__
+    assert copied.get_all_options() == cached.get_all_options()
+
+
+_COUNT = userstate.CombiningValueStateSpec("count", sum)
+_COUNT_PARAM = beam.DoFn.StateParam(_COUNT)
+
+
+class _Stateful(beam.DoFn):
+    def process(self, item, count=_COUNT_PARAM):
+        count.add(1)
+        yield item
+
+
+def _graph(with_shortcuts: bool) -> bytes:
+    options = runner.CachedViewOptions([]) if with_shortcuts else PipelineOptions([])
+    pipeline = beam.Pipeline(runner=FnApiRunner(), options=options)
+    with runner.dofn_specs_memoized() if with_shortcuts else contextlib.nullcontext():
+        keyed = pipeline | beam.Create([("a", 1), ("b", 2)]) | "Stateful" >> beam.ParDo(_Stateful())
+        _ = keyed | beam.GroupByKey() | beam.MapTuple(lambda key, values: (key, sorted(values)))
+        return pipeline.to_runner_api().SerializeToString(deterministic=True)
+
+
+def test_dofn_specs_are_memoized_only_inside_the_block_and_give_beams_answers() -> None:
+    original = userstate.get_dofn_specs
+    stateful, stateless = _Stateful(), beam.DoFn()
+    with runner.dofn_specs_memoized():
+        assert userstate.get_dofn_specs is not original
+        for dofn in (stateful, stateless, stateful):
+            assert userstate.get_dofn_specs(dofn) == original(dofn)
+        assert userstate.is_stateful_dofn(stateful) and not userstate.is_stateful_dofn(stateless)
+        userstate.get_dofn_specs(stateful)[0].clear()  # a caller's copy: the next caller still sees the spec
+        assert userstate.get_dofn_specs(stateful)[0] == {_COUNT}
+    assert userstate.get_dofn_specs is original
+
+
+def test_the_shortcuts_translate_a_graph_exactly_as_beam_does() -> None:
+    assert _graph(with_shortcuts=True) == _graph(with_shortcuts=False)
