@@ -60,6 +60,9 @@ def main(argv: list[str]) -> int:
     logger.setLevel(logging.DEBUG)
     logger.addHandler(clock)
     logger.propagate = False
+    from pipelines import worker
+
+    worker.start_early(argv)  # as `python -m pipelines.build` does, before Beam is imported
     from pipelines.build import main as build_main
 
     try:

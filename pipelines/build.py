@@ -24,13 +24,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines import worker
+
+if __name__ == "__main__":
+    # Before this process imports Beam (~1.7 s), so that the workers import beside it (pipelines/worker.py).
+    worker.start_early(sys.argv[1:])
+
 import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsSingleton
 
 import metrics
-from pipelines import memory, packed, readers, runner, shards, transit, worker
+from pipelines import memory, packed, readers, runner, shards, transit
 from pipelines import transforms as T
 from pipelines.config import STAGES, BuildConfig, load_config, to_dict
 from pipelines.dedup import DATASKETCH_SCHEME, SHINGLE_HASH, s_curve

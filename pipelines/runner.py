@@ -32,7 +32,8 @@ from apache_beam.runners.portability.fn_api_runner import fn_runner
 from apache_beam.runners.runner import PipelineRunner
 from apache_beam.transforms import environments, userstate
 
-DIRECT_RUNNER_NAMES = frozenset({"direct", "directrunner", "switchingdirectrunner"})
+from pipelines.worker import DIRECT_RUNNER_NAMES
+
 ViewT = TypeVar("ViewT", bound=PipelineOptions)
 
 

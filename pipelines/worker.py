@@ -10,6 +10,12 @@ environment (the runner's control address, the pipeline options, the worker id) 
 which runs the harness with it, and relays its exit status. With no standby free (or none started, as in
 Beam's own test harness), the launcher runs the harness itself.
 
+**Started first.** ``python -m pipelines.build`` (and ``bench.timed_build``) call :func:`start_early`
+before they import Beam, which alone takes the driver ~1.7 s: the standbys import on the other core
+meanwhile, and :func:`standby_workers` adopts them when the build reaches it (a build whose flags ask for
+another number of workers stops them and starts its own). Without the early start the driver finished
+building the graph ~2 s before its workers were ready to run the first stage.
+
 **Left without teardown.** When the last stage is done the runner waits for its workers to exit, one
 after another. The harness returns within ~20 ms, but the interpreter then spent ~0.4 s per worker
 freeing every object and module (~0.9 s of a two-worker build, timed around each worker's close in the
@@ -25,6 +31,7 @@ group) leaves the folder behind, and the next build on the machine removes it.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
@@ -36,6 +43,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
@@ -48,37 +56,95 @@ _WARM_MODULES = ("apache_beam.runners.worker.sdk_worker_main", "pipelines.transf
                  "tokenizers", "pyarrow.parquet", "zstandard")
 
 
-@contextlib.contextmanager
-def standby_workers(count: int) -> Iterator[list[subprocess.Popen]]:
-    """``count`` warm worker processes for the runner's launchers to claim while the block runs."""
-    remove_abandoned_folders(Path(tempfile.gettempdir()))
-    if count <= 0:
-        yield []
-        return
+DIRECT_RUNNER_NAMES = frozenset({"direct", "directrunner", "switchingdirectrunner"})
+
+
+@dataclass
+class _Standbys:
+    folder: Path
+    processes: list[subprocess.Popen]
+
+
+_early: _Standbys | None = None
+
+
+def _start(count: int) -> _Standbys:
     folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
     processes = [
         subprocess.Popen([sys.executable, "-m", "pipelines.worker", "--standby", str(folder / f"{i}.sock")],
                          stdin=subprocess.PIPE)
         for i in range(count)
     ]
-    previous = os.environ.get(STANDBY_DIR_ENV)
-    os.environ[STANDBY_DIR_ENV] = str(folder)
+    return _Standbys(folder, processes)
+
+
+def _stop(standbys: _Standbys) -> None:
+    for process in standbys.processes:
+        process.stdin.close()  # an unclaimed standby exits on this; a claimed one has finished
+    for process in standbys.processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    shutil.rmtree(standbys.folder, ignore_errors=True)
+
+
+def local_worker_count(beam_args: list[str]) -> int:
+    """The worker processes a local build with these flags starts, read without importing Beam.
+
+    The same answer as ``pipelines.runner.local_worker_processes`` gives from Beam's parsed options
+    (tests/test_worker.py compares them); it only decides whether :func:`start_early` starts any."""
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    parser.add_argument("--runner")
+    parser.add_argument("--direct_running_mode", default="in_memory")
+    parser.add_argument("--direct_num_workers", type=int, default=1)
     try:
-        yield processes
+        flags, _ = parser.parse_known_args(beam_args)
+    except SystemExit:  # a malformed flag: Beam reports it when the build parses its options
+        return 0
+    if flags.runner is not None and flags.runner.lower() not in DIRECT_RUNNER_NAMES:
+        return 0
+    if flags.direct_running_mode != "multi_processing":
+        return 0
+    return flags.direct_num_workers or os.cpu_count() or 1
+
+
+def start_early(beam_args: list[str]) -> None:
+    """Starts the standbys a build with these flags will want, for :func:`standby_workers` to adopt.
+
+    For entry points, before they import Beam. If the build never gets that far (a config or input
+    error), the standbys exit with this process: their pipe from it closes."""
+    global _early
+    remove_abandoned_folders(Path(tempfile.gettempdir()))
+    count = local_worker_count(beam_args)
+    if count > 0 and _early is None:
+        _early = _start(count)
+
+
+@contextlib.contextmanager
+def standby_workers(count: int) -> Iterator[list[subprocess.Popen]]:
+    """``count`` warm worker processes for the runner's launchers to claim while the block runs."""
+    global _early
+    early, _early = _early, None
+    if early is not None and len(early.processes) != count:
+        _stop(early)
+        early = None
+    remove_abandoned_folders(Path(tempfile.gettempdir()))
+    if count <= 0:
+        yield []
+        return
+    standbys = early or _start(count)
+    previous = os.environ.get(STANDBY_DIR_ENV)
+    os.environ[STANDBY_DIR_ENV] = str(standbys.folder)
+    try:
+        yield standbys.processes
     finally:
         if previous is None:
             os.environ.pop(STANDBY_DIR_ENV, None)
         else:
             os.environ[STANDBY_DIR_ENV] = previous
-        for process in processes:
-            process.stdin.close()  # an unclaimed standby exits on this; a claimed one has finished
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        shutil.rmtree(folder, ignore_errors=True)
+        _stop(standbys)
 
 
 def remove_abandoned_folders(parent: Path) -> list[Path]:

@@ -7,10 +7,13 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import apache_beam as beam
+import psutil
+import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import runner, worker
@@ -55,6 +58,54 @@ def test_no_standbys_unless_the_workers_are_processes() -> None:
     assert runner.local_worker_processes(other.options) == 0
     with worker.standby_workers(0) as standbys:
         assert standbys == [] and worker.STANDBY_DIR_ENV not in os.environ
+
+
+@pytest.mark.parametrize("flags", [
+    [], ["--runner", "DirectRunner", "--direct_num_workers", "2"], ["--direct_running_mode", "multi_processing"],
+    ["--direct_running_mode=multi_processing", "--direct_num_workers=0"],
+    ["--runner=direct", *MULTI_PROCESS], ["--runner", "FnApiRunner", *MULTI_PROCESS],
+    ["--home", "h", "--input", "x.jsonl", *MULTI_PROCESS, "--direct_num_workers", "3"],
+])
+def test_the_early_count_reads_the_flags_as_beam_does(flags: list[str]) -> None:
+    assert worker.local_worker_count(flags) == runner.local_worker_processes(runner.make_pipeline(flags).options)
+
+
+def test_standbys_started_early_are_adopted_or_replaced() -> None:
+    worker.start_early(MULTI_PROCESS)
+    early = worker._early
+    assert early is not None and len(early.processes) == 2
+    with worker.standby_workers(2) as standbys:
+        assert standbys is early.processes and os.environ[worker.STANDBY_DIR_ENV] == str(early.folder)
+    assert worker._early is None and not early.folder.exists()
+
+    worker.start_early(MULTI_PROCESS)
+    early = worker._early
+    with worker.standby_workers(1) as standbys:
+        assert [p.returncode for p in early.processes] == [0, 0] and not early.folder.exists()
+        assert len(standbys) == 1 and standbys[0].pid not in {p.pid for p in early.processes}
+    worker.start_early(MULTI_PROCESS[:2])  # in-process workers: nothing to start
+    assert worker._early is None
+
+
+def test_a_build_that_stops_before_its_graph_leaves_no_standbys(tmp_path: Path) -> None:
+    build = subprocess.Popen([sys.executable, "-m", "pipelines.build", "--home", str(tmp_path), *MULTI_PROCESS,
+                              "--stages", "langid,bogus"], stderr=subprocess.PIPE, text=True)
+    folder_pattern = f"{worker.FOLDER_PREFIX}{build.pid}-*"
+    started = []
+    while build.poll() is None and not started:
+        started = list(Path(tempfile.gettempdir()).glob(folder_pattern))
+        time.sleep(0.02)
+    _, err = build.communicate(timeout=120)
+    assert build.returncode == 2 and "unknown stage" in err
+    assert len(started) == 1, "the build started no standbys before it parsed its config"
+
+    def standbys_left() -> list[psutil.Process]:
+        return [p for p in psutil.process_iter(["cmdline"]) if str(started[0]) in " ".join(p.info["cmdline"] or [])]
+
+    deadline = time.monotonic() + 30
+    while (started[0].exists() or standbys_left()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not started[0].exists() and standbys_left() == []
 
 
 def _standby(tmp_path: Path) -> tuple[subprocess.Popen, socket.socket]:
