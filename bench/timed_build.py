@@ -68,6 +68,7 @@ def main(argv: list[str]) -> int:
     try:
         return build_main(argv)
     finally:
+        worker.stop_early()  # if the build stopped before adopting them
         out = os.environ.get("TOKENMILL_BENCH_STAGE_LOG")
         if out:
             end = time.perf_counter() - clock.start

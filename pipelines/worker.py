@@ -122,6 +122,14 @@ def start_early(beam_args: list[str]) -> None:
         _early = _start(count)
 
 
+def stop_early() -> None:
+    """Stops standbys that :func:`start_early` started and no build adopted (an in-process caller's)."""
+    global _early
+    if _early is not None:
+        _stop(_early)
+        _early = None
+
+
 @contextlib.contextmanager
 def standby_workers(count: int) -> Iterator[list[subprocess.Popen]]:
     """``count`` warm worker processes for the runner's launchers to claim while the block runs."""

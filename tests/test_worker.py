@@ -85,6 +85,11 @@ def test_standbys_started_early_are_adopted_or_replaced() -> None:
         assert len(standbys) == 1 and standbys[0].pid not in {p.pid for p in early.processes}
     worker.start_early(MULTI_PROCESS[:2])  # in-process workers: nothing to start
     assert worker._early is None
+    worker.start_early(MULTI_PROCESS)
+    early = worker._early
+    worker.stop_early()  # never adopted
+    assert worker._early is None and [p.returncode for p in early.processes] == [0, 0]
+    assert not early.folder.exists()
 
 
 def test_a_build_that_stops_before_its_graph_leaves_no_standbys(tmp_path: Path) -> None:
