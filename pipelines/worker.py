@@ -95,13 +95,13 @@ def local_worker_count(beam_args: list[str]) -> int:
 
     The same answer as ``pipelines.runner.local_worker_processes`` gives from Beam's parsed options
     (tests/test_worker.py compares them); it only decides whether :func:`start_early` starts any."""
-    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False, exit_on_error=False)
     parser.add_argument("--runner")
     parser.add_argument("--direct_running_mode", default="in_memory")
     parser.add_argument("--direct_num_workers", type=int, default=1)
     try:
         flags, _ = parser.parse_known_args(beam_args)
-    except SystemExit:  # a malformed flag: Beam reports it when the build parses its options
+    except argparse.ArgumentError:  # a malformed flag: Beam reports it when the build parses its options
         return 0
     if flags.runner is not None and flags.runner.lower() not in DIRECT_RUNNER_NAMES:
         return 0

@@ -70,6 +70,12 @@ def test_the_early_count_reads_the_flags_as_beam_does(flags: list[str]) -> None:
     assert worker.local_worker_count(flags) == runner.local_worker_processes(runner.make_pipeline(flags).options)
 
 
+def test_the_early_count_leaves_malformed_flags_to_beam(capsys: pytest.CaptureFixture[str]) -> None:
+    assert worker.local_worker_count([*MULTI_PROCESS[:4], "--direct_num_workers", "two"]) == 0
+    assert worker.local_worker_count([*MULTI_PROCESS[:4], "--direct_num_workers"]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
 def test_standbys_started_early_are_adopted_or_replaced() -> None:
     worker.start_early(MULTI_PROCESS)
     early = worker._early
