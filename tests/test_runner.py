@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import pickle
+import shutil
 import sys
 
 import apache_beam as beam
@@ -63,6 +64,7 @@ def test_other_runners_are_left_to_beam() -> None:
     pipeline = runner.make_pipeline(["--runner", "FnApiRunner", "--direct_num_workers=1"])
     assert type(pipeline.runner) is FnApiRunner  # Beam's own, not our LocalRunner subclass
     assert pipeline.runner._provision_info.provision_info.pipeline_options.fields == {}
+    shutil.rmtree(pipeline.local_tempdir)  # Beam removes it only when a pipeline runs
 
 
 def _main_module(_: object) -> str:
@@ -110,7 +112,9 @@ def _graph(with_shortcuts: bool) -> bytes:
     with runner.dofn_specs_memoized() if with_shortcuts else contextlib.nullcontext():
         keyed = pipeline | beam.Create([("a", 1), ("b", 2)]) | "Stateful" >> beam.ParDo(_Stateful())
         _ = keyed | beam.GroupByKey() | beam.MapTuple(lambda key, values: (key, sorted(values)))
-        return pipeline.to_runner_api().SerializeToString(deterministic=True)
+        graph = pipeline.to_runner_api().SerializeToString(deterministic=True)
+    shutil.rmtree(pipeline.local_tempdir)  # Beam removes it only when a pipeline runs
+    return graph
 
 
 def test_dofn_specs_are_memoized_only_inside_the_block_and_give_beams_answers() -> None:

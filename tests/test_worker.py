@@ -47,15 +47,15 @@ def test_unclaimed_standbys_exit_when_the_build_ends() -> None:
 
 
 def test_no_standbys_unless_the_workers_are_processes() -> None:
-    assert runner.local_worker_processes(runner.make_pipeline([]).options) == 0
-    in_process = runner.make_pipeline(["--runner", "DirectRunner", "--direct_num_workers", "2"])
-    assert runner.local_worker_processes(in_process.options) == 0
+    assert runner.local_worker_processes(runner.CachedViewOptions([])) == 0
+    in_process = runner.CachedViewOptions(["--runner", "DirectRunner", "--direct_num_workers", "2"])
+    assert runner.local_worker_processes(in_process) == 0
     mode = ["--direct_running_mode", "multi_processing"]
-    assert runner.local_worker_processes(runner.make_pipeline(mode).options) == 1  # Beam's default count
-    every_cpu = runner.make_pipeline([*mode, "--direct_num_workers", "0"])
-    assert runner.local_worker_processes(every_cpu.options) == os.cpu_count()
-    other = runner.make_pipeline(["--runner", "FnApiRunner", *mode])
-    assert runner.local_worker_processes(other.options) == 0
+    assert runner.local_worker_processes(runner.CachedViewOptions(mode)) == 1  # Beam's default count
+    every_cpu = runner.CachedViewOptions([*mode, "--direct_num_workers", "0"])
+    assert runner.local_worker_processes(every_cpu) == os.cpu_count()
+    other = runner.CachedViewOptions(["--runner", "FnApiRunner", *mode])
+    assert runner.local_worker_processes(other) == 0
     with worker.standby_workers(0) as standbys:
         assert standbys == [] and worker.STANDBY_DIR_ENV not in os.environ
 
@@ -67,7 +67,7 @@ def test_no_standbys_unless_the_workers_are_processes() -> None:
     ["--home", "h", "--input", "x.jsonl", *MULTI_PROCESS, "--direct_num_workers", "3"],
 ])
 def test_the_early_count_reads_the_flags_as_beam_does(flags: list[str]) -> None:
-    assert worker.local_worker_count(flags) == runner.local_worker_processes(runner.make_pipeline(flags).options)
+    assert worker.local_worker_count(flags) == runner.local_worker_processes(runner.CachedViewOptions(flags))
 
 
 def test_the_early_count_leaves_malformed_flags_to_beam(capsys: pytest.CaptureFixture[str]) -> None:
