@@ -230,7 +230,7 @@ def test_killed_build_leaves_nothing_visible(tmp_path: Path) -> None:
     home = tmp_path / "home"
     staging = home / "data" / ".staging"
 
-    # Killed midway: the tokenizer is trained, nothing is encoded or written yet.
+    # Killed midway: once the tokenizer is staged, with encoding, shards and most writers still to come.
     _start_and_kill(home, corpus, lambda _: any(staging.glob("*/tokenizer.json")))
     # Killed while starting, its standby workers still importing: their sockets' folder is left behind.
     starting = _start_and_kill(home, corpus, lambda pid: bool(_standby_folders(pid)))
