@@ -9,9 +9,9 @@ for the FnApiRunner, and so is ``bench/timed_build.py``. So a local build goes s
 that DirectRunner picks for a batch pipeline offline, configured the way DirectRunner configures it.
 Any other ``--runner`` (Dataflow, Flink, Spark, Prism, ...) is Beam's to create.
 
-Building and translating a graph costs a build ~2 s on one core before any stage runs, more than half
+Building and translating a build's graph took ~3.3 s on one core before any stage ran, three quarters
 of it in two of Beam's introspections that give the same answer every time they are asked:
-:class:`CachedViewOptions` and :func:`dofn_specs_memoized` ask each once.
+:class:`CachedViewOptions` and :func:`dofn_specs_memoized` ask each once (~1 s left).
 
 In ``multi_processing`` mode the workers are started as ``python -m pipelines.worker`` instead of
 ``python -m apache_beam.runners.worker.sdk_worker_main``: Beam's own harness, run by a process that a

@@ -1,9 +1,9 @@
 """Worker processes of a local multi-process build: Beam's SDK harness, started early and left without
 Python's teardown.
 
-**Started early.** The runner starts its workers when the first stage runs, and each then spends ~1.3 s
-importing Beam and the stages' libraries while the build waits; before that, the driver spends ~2 s
-alone on one core building and translating the graph. :func:`standby_workers` starts the processes at
+**Started early.** The runner starts its workers when the first stage runs, and each then spends ~1.7 s
+importing Beam and the stages' libraries while the build waits; before that, the driver spends ~2.7 s
+alone on one core importing Beam and building and translating the graph. :func:`standby_workers` starts the processes at
 the beginning of a build instead: each imports everything, then waits on a Unix socket. When the runner
 later starts ``python -m pipelines.worker`` (see :mod:`pipelines.runner`), that small launcher hands its
 environment (the runner's control address, the pipeline options, the worker id) to a waiting process,
