@@ -104,7 +104,10 @@ def construct(pipeline: beam.Pipeline, config: BuildConfig, inputs: list[str], s
         docs, dropped = T.run_stage(docs, T.PiiStage(config.pii))
         rejected.append(dropped)
 
+    doc_count = None
     if "tokenize" in config.stages:
+        # Encoding passes every document on: counted before it, their file assignment fuses into it.
+        doc_count = docs | "CountDocs" >> T.CountRows("count/docs")
         payload = T.tokenizer_json(docs, config.tokenizer, pipeline, config.seed)
         _ = payload | "WriteTokenizer" >> beam.ParDo(T.WriteText(f"{staging}/tokenizer.json"))
         encoded = (
@@ -121,10 +124,10 @@ def construct(pipeline: beam.Pipeline, config: BuildConfig, inputs: list[str], s
             _ = (shard_infos | "ShardList" >> beam.combiners.ToList().without_defaults()
                  | "WriteShardList" >> beam.ParDo(T.WriteJson(f"{staging}/_shards.json")))
 
-    all_rejected = rejected | "AllRejected" >> beam.Flatten()
     per_file = config.output.rows_per_file
-    _ = docs | "WriteDocs" >> T.WriteParquetFiles(f"{staging}/docs", T.docs_schema(config), per_file)
-    _ = all_rejected | "WriteRejected" >> T.WriteParquetFiles(
+    _ = docs | "WriteDocs" >> T.WriteParquetFiles(f"{staging}/docs", T.docs_schema(config), per_file, doc_count)
+    # Each source of rejects is packed and counted where it is made, never flattened as documents.
+    _ = tuple(rejected) | "WriteRejected" >> T.WriteParquetFiles(
         f"{staging}/rejected", T.rejected_schema(config), per_file)
     _ = dead_letter | "WriteDeadLetter" >> T.WriteParquetFiles(
         f"{staging}/dead_letter", T.DEAD_LETTER_SCHEMA, per_file)
@@ -134,7 +137,7 @@ def construct(pipeline: beam.Pipeline, config: BuildConfig, inputs: list[str], s
 
     statistics += [
         docs | "KeptStats" >> beam.FlatMap(T.kept_statistics),
-        all_rejected | "RejectedStats" >> beam.FlatMap(T.rejected_statistics),
+        *(source | f"RejectedStats[{i}]" >> beam.FlatMap(T.rejected_statistics) for i, source in enumerate(rejected)),
         dead_letter | "DeadLetterStats" >> beam.FlatMap(T.dead_letter_statistics),
     ]
     _ = (

@@ -21,15 +21,20 @@ build can start before it needs it, and that exits without Python's teardown (se
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import sys
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
-from apache_beam.runners.portability.fn_api_runner import fn_runner
+from apache_beam.portability import common_urns
+from apache_beam.portability.api import beam_runner_api_pb2
+from apache_beam.runners.portability.fn_api_runner import fn_runner, translations
 from apache_beam.runners.runner import PipelineRunner
+from apache_beam.runners.worker import bundle_processor
 from apache_beam.transforms import environments, userstate
 
 from pipelines.worker import DIRECT_RUNNER_NAMES
@@ -86,6 +91,79 @@ def dofn_specs_memoized() -> Iterator[None]:
         userstate.get_dofn_specs = original
 
 
+def _group_write_buffer(stage: translations.Stage) -> bytes | None:
+    """The grouping buffer a stage writes to, when the stage is nothing but a GroupByKey's write."""
+    (transform,) = stage.transforms
+    if transform.spec.urn == bundle_processor.DATA_OUTPUT_URN:
+        kind, _ = translations.split_buffer_id(transform.spec.payload)
+        if kind == "group":
+            return transform.spec.payload
+    return None
+
+
+def sink_flattens_into_groups(stages: Iterable[translations.Stage],
+                              context: translations.TransformContext) -> Iterator[translations.Stage]:
+    """Beam's ``sink_flattens`` phase, except that a Flatten read only by a GroupByKey goes away: each of
+    its inputs writes straight into the GroupByKey's buffer.
+
+    Beam 2.77's FnApiRunner turns every Flatten of several inputs into a stage of its own: the inputs are
+    written to the runner, read back by a worker and written to the runner again for the GroupByKey
+    behind it ("TODO: Actually attempt to sink rather than always materialize"). Every record of a
+    CoGroupByKey (a Flatten before a GroupByKey) made that extra round trip through the runner's single
+    process, which moves ~50 MB/s here. Writing each input into the grouping buffer groups exactly the
+    same records: the Flatten's inputs already carry its output's coder (``fix_flatten_coders``), which
+    is the coder the grouping buffer decodes with. Any other Flatten is left to Beam's phase.
+    """
+    return translations.sink_flattens(_flattens_into_groups(stages, context), context)
+
+
+def _flattens_into_groups(stages: Iterable[translations.Stage],
+                          context: translations.TransformContext) -> Iterator[translations.Stage]:
+    stages = list(translations.fix_flatten_coders(stages, context))
+    readers: dict[str, list[translations.Stage]] = defaultdict(list)
+    for stage in stages:
+        for pcoll in translations.only_transform(stage.transforms).inputs.values():
+            readers[pcoll].append(stage)
+    replaced: dict[translations.Stage, list[translations.Stage]] = {}  # GroupByKey writes → their new writes
+    successors: dict[translations.Stage, list[translations.Stage]] = {}  # removed stages → what follows them
+    kept = []
+    for stage in stages:
+        flatten = translations.only_transform(stage.transforms)
+        if flatten.spec.urn != common_urns.primitives.FLATTEN.urn or len(flatten.inputs) < 2:
+            kept.append(stage)
+            continue
+        (output,) = flatten.outputs.values()
+        consumers = readers[output]
+        buffer = _group_write_buffer(consumers[0]) if len(consumers) == 1 else None
+        if buffer is None:
+            kept.append(stage)
+            continue
+        group_write = consumers[0]
+        replaced[group_write] = [
+            translations.Stage(
+                f"{flatten.unique_name}/Write/{local_in}",
+                [beam_runner_api_pb2.PTransform(
+                    unique_name=f"{flatten.unique_name}/Write/{local_in}",
+                    inputs={local_in: pcoll},
+                    spec=beam_runner_api_pb2.FunctionSpec(urn=bundle_processor.DATA_OUTPUT_URN, payload=buffer),
+                    environment_id=flatten.environment_id)],
+                downstream_side_inputs=frozenset(),
+                must_follow=stage.must_follow | group_write.must_follow)
+            for local_in, pcoll in flatten.inputs.items()
+        ]
+        successors[stage] = successors[group_write] = replaced[group_write]
+        # The runner creates the grouping buffer with the data-channel coder of the GroupByKey's input.
+        context.add_data_channel_coder(output)
+    for stage in kept:
+        if stage in replaced:
+            yield from replaced[stage]
+            continue
+        if stage.must_follow & successors.keys():
+            stage.must_follow = frozenset().union(
+                *(successors.get(before, [before]) for before in stage.must_follow))
+        yield stage
+
+
 def is_direct(options: PipelineOptions) -> bool:
     runner = options.view_as(StandardOptions).runner
     return runner is None or runner.lower() in DIRECT_RUNNER_NAMES
@@ -123,6 +201,33 @@ class LocalRunner(fn_runner.FnApiRunner):
                 and environment.command_string == BEAM_WORKER_COMMAND):
             environment = environments.SubprocessSDKEnvironment.from_command_string(WORKER_COMMAND)
         self._environment = environment
+
+    def create_stages(self, pipeline_proto: beam_runner_api_pb2.Pipeline
+                      ) -> tuple[translations.TransformContext, list[translations.Stage]]:
+        """``FnApiRunner.create_stages`` (Beam 2.77) with :func:`sink_flattens_into_groups` in place of
+        Beam's ``sink_flattens``."""
+        return translations.create_and_optimize_stages(
+            copy.deepcopy(pipeline_proto),
+            phases=[
+                translations.annotate_downstream_side_inputs,
+                translations.fix_side_input_pcoll_coders,
+                translations.pack_combiners,
+                translations.lift_combiners,
+                translations.expand_sdf,
+                translations.expand_gbk,
+                sink_flattens_into_groups,
+                translations.greedily_fuse,
+                translations.read_to_impulse,
+                translations.impulse_to_input,
+                translations.sort_stages,
+                translations.add_impulse_to_dangling_transforms,
+                translations.setup_timer_mapping,
+                translations.populate_data_channel_coders,
+            ],
+            known_runner_urns=frozenset([common_urns.primitives.FLATTEN.urn,
+                                         common_urns.primitives.GROUP_BY_KEY.urn]),
+            use_state_iterables=self._use_state_iterables,
+            is_drain=self._is_drain)
 
 
 def direct_batch_runner(options: PipelineOptions) -> PipelineRunner:

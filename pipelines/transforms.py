@@ -23,6 +23,8 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsSingleton, TaggedOutput
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines import bpe, dedup, langid, memory, pack, packed, pii, quality, readers, shards
 from pipelines.config import BuildConfig
@@ -601,27 +603,71 @@ class WriteParquetGroup(ReleasingDoFn):
         yield path
 
 
-class WriteParquetFiles(beam.PTransform):
-    """Rows → deterministic Parquet files: hash-assigned to files, sorted inside each file."""
+class _CountPerBundle(beam.DoFn):
+    """(None, how many elements the bundle held), once per non-empty bundle, where the elements are made."""
 
-    def __init__(self, folder: str, schema: pa.Schema, rows_per_file: int):
+    def start_bundle(self) -> None:
+        self.count = 0
+
+    def process(self, element: Any) -> None:
+        self.count += 1
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        if self.count:
+            yield GlobalWindows.windowed_value((None, self.count))
+
+
+class CountRows(beam.PTransform):
+    """A PCollection, or a tuple of them → one element, how many elements they hold (nothing when none).
+
+    Counted per bundle in the stages that make the elements, then summed: a count that waits for nothing
+    but the elements themselves, so a consumer that takes it as a side input can run in a later stage.
+    """
+
+    def __init__(self, edge: str):
         super().__init__()
-        self.folder, self.schema, self.rows_per_file = folder, schema, rows_per_file
+        self.edge = edge
 
-    def expand(self, rows: beam.PCollection) -> beam.PCollection:
-        per_file = self.rows_per_file
-        # Packed where they are made: the runner holds them until the file count is known.
-        keyed = rows | "Pack" >> beam.Map(lambda row: (_row_order(row), packed.pack(row)))
-        # Without a default for no rows (nothing would read it): a global default costs a runner stage.
-        n_files = (
-            keyed
-            | "Count" >> beam.combiners.Count.Globally().without_defaults()
-            | "Files" >> beam.Map(lambda n: math.ceil(n / per_file))
-        )
+    def expand(self, pcolls: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
+        inputs = (pcolls,) if isinstance(pcolls, beam.PCollection) else pcolls
+        counts = tuple(pcoll | f"Count[{i}]" >> beam.ParDo(_CountPerBundle()) for i, pcoll in enumerate(inputs))
         return (
-            keyed
-            | "AssignFile" >> beam.Map(lambda kv, n: (pack.bucket_of(_file_key(kv[0]), n), kv), AsSingleton(n_files))
-            | "GroupFile" >> CheckedGroupByKey(f"write/{posixpath.basename(self.folder)}")
+            counts
+            | "Group" >> CheckedGroupByKey(self.edge)
+            | "Sum" >> beam.MapTuple(lambda _, counts: sum(counts))
+        )
+
+
+def _assign_file(keyed: tuple[RowOrder, bytes], n_files: int) -> tuple[int, tuple[RowOrder, bytes]]:
+    return pack.bucket_of(_file_key(keyed[0]), n_files), keyed
+
+
+class WriteParquetFiles(beam.PTransform):
+    """Rows → deterministic Parquet files: hash-assigned to files, sorted inside each file.
+
+    The rows are one PCollection or a tuple of them, each packed where it is made. The file count
+    follows from the number of rows: by default counted here, which holds the packed rows in the runner
+    until all are counted; a ``row_count`` computed upstream of the rows (:class:`CountRows` of a
+    PCollection with as many elements) lets the file assignment run in the stage that makes them.
+    """
+
+    def __init__(self, folder: str, schema: pa.Schema, rows_per_file: int, row_count: beam.PCollection | None = None):
+        super().__init__()
+        self.folder, self.schema, self.rows_per_file, self.row_count = folder, schema, rows_per_file, row_count
+
+    def expand(self, rows: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
+        inputs = (rows,) if isinstance(rows, beam.PCollection) else rows
+        per_file = self.rows_per_file
+        keyed = tuple(pcoll | f"Pack[{i}]" >> beam.Map(lambda row: (_row_order(row), packed.pack(row)))
+                      for i, pcoll in enumerate(inputs))
+        name = posixpath.basename(self.folder)
+        row_count = self.row_count if self.row_count is not None else keyed | "Count" >> CountRows(f"count/{name}")
+        n_files = row_count | "Files" >> beam.Map(lambda n: math.ceil(n / per_file))
+        assigned = tuple(rows | f"AssignFile[{i}]" >> beam.Map(_assign_file, AsSingleton(n_files))
+                         for i, rows in enumerate(keyed))
+        return (
+            assigned
+            | "GroupFile" >> CheckedGroupByKey(f"write/{name}")
             | "Write" >> beam.ParDo(WriteParquetGroup(self.folder, self.schema), AsSingleton(n_files))
         )
 

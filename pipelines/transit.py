@@ -73,12 +73,24 @@ class _OnEdge(beam.PTransform):
 
 
 class CheckedGroupByKey(_OnEdge):
-    """``GroupByKey`` whose records are counted before and after the shuffle under ``edge``."""
+    """``GroupByKey`` whose records are counted before and after the shuffle under ``edge``.
 
-    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+    Given a tuple of PCollections (Beam would take a list for data), it groups them together as a
+    Flatten before a GroupByKey would; each is counted where it is made, so that the Flatten feeds the
+    GroupByKey directly and the local runner writes every input straight into the grouping
+    (``runner.sink_flattens_into_groups``).
+    """
+
+    def expand(self, pcolls: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
+        if isinstance(pcolls, tuple) and len(pcolls) == 1:
+            pcolls = pcolls[0]
+        if isinstance(pcolls, beam.PCollection):
+            sent = pcolls | "Sent" >> beam.ParDo(_Count(self.edge, SENT, grouped=False))
+        else:
+            sent = [pcoll | f"Sent[{i}]" >> beam.ParDo(_Count(self.edge, SENT, grouped=False))
+                    for i, pcoll in enumerate(pcolls)] | "Flatten" >> beam.Flatten()
         return (
-            pcoll
-            | "Sent" >> beam.ParDo(_Count(self.edge, SENT, grouped=False))
+            sent
             | "Group" >> beam.GroupByKey()
             | "Received" >> beam.ParDo(_Count(self.edge, RECEIVED, grouped=True))
         )
@@ -110,10 +122,9 @@ class CheckedCoGroupByKey(_OnEdge):
 
     def expand(self, inputs: dict[str, beam.PCollection]) -> beam.PCollection:
         tags = tuple(inputs)
-        tagged = [pcoll | f"Tag[{tag}]" >> beam.Map(_tagged(tag)) for tag, pcoll in inputs.items()]
+        tagged = tuple(pcoll | f"Tag[{tag}]" >> beam.Map(_tagged(tag)) for tag, pcoll in inputs.items())
         return (
             tagged
-            | "Flatten" >> beam.Flatten()
             | "Group" >> CheckedGroupByKey(self.edge)
             | "ByTag" >> beam.Map(_by_tag(tags))
         )

@@ -173,3 +173,49 @@ def test_connected_components_match_union_find_with_duplicate_edges() -> None:
     with TestPipeline() as p:
         roots = p | beam.Create(edges) | T.ConnectedComponents(rounds=6)
         assert_that(roots, equal_to(_components(edges)))
+
+
+def _write_rows(folder: Path, parts: list[list[dict]], counted_upstream: bool) -> dict[str, bytes]:
+    """Writes the rows of ``parts`` (one PCollection each) with WriteParquetFiles; the files' bytes."""
+    import pyarrow as pa
+
+    from pipelines import runner, transit
+
+    schema = pa.schema([pa.field("id", pa.string()), pa.field("source", pa.string()),
+                        pa.field("position", pa.int64()), pa.field("value", pa.int64())])
+    pipeline = runner.make_pipeline(["--runner", "DirectRunner"])
+    sources = tuple(pipeline | f"Part{i}" >> beam.Create(rows) for i, rows in enumerate(parts))
+    row_count = None
+    if counted_upstream:
+        row_count = pipeline | "All" >> beam.Create([row for rows in parts for row in rows]) | T.CountRows("test/count")
+    rows = sources[0] if len(sources) == 1 else sources
+    _ = rows | T.WriteParquetFiles(str(folder), schema, rows_per_file=7, row_count=row_count)
+    result = pipeline.run()
+    result.wait_until_finish()
+    assert transit.problems(result, pipeline) == []
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_parquet_files_are_the_same_however_their_rows_arrive(tmp_path: Path) -> None:
+    rows = [{"id": f"d{i:02d}", "source": "s", "position": i, "value": i * i} for i in range(40)]
+    random.Random(3).shuffle(rows)
+    together = _write_rows(tmp_path / "one", [rows], counted_upstream=False)
+    assert sorted(together) == [f"part-{i:05d}-of-00006.parquet" for i in range(6)]  # ceil(40 / 7)
+    # Several sources written together (each packed and counted where it is made), and a count given
+    # from upstream, give byte-identical files.
+    assert _write_rows(tmp_path / "three", [rows[:5], rows[5:31], rows[31:]], counted_upstream=False) == together
+    assert _write_rows(tmp_path / "upstream", [rows[:5], rows[5:]], counted_upstream=True) == together
+    import pyarrow.parquet as pq
+
+    written = [row for name in together for row in pq.read_table(tmp_path / "one" / name).to_pylist()]
+    assert sorted(written, key=lambda row: row["id"]) == sorted(rows, key=lambda row: row["id"])
+
+
+def test_count_rows_counts_every_bundle_and_gives_nothing_for_no_rows() -> None:
+    with TestPipeline() as p:
+        many = p | "Many" >> beam.Create(range(1000)) | beam.Reshuffle()
+        few = p | "Few" >> beam.Create(["a", "b", "c"])
+        none = p | "None" >> beam.Create([])
+        assert_that((many, few) | "Both" >> T.CountRows("test/both"), equal_to([1003]), label="both")
+        assert_that(few | "One" >> T.CountRows("test/one"), equal_to([3]), label="one")
+        assert_that(none | "Empty" >> T.CountRows("test/none"), equal_to([]), label="empty")

@@ -132,3 +132,53 @@ def test_dofn_specs_are_memoized_only_inside_the_block_and_give_beams_answers() 
 
 def test_the_shortcuts_translate_a_graph_exactly_as_beam_does() -> None:
     assert _graph(with_shortcuts=True) == _graph(with_shortcuts=False)
+
+
+def _joins(args: list[str]) -> beam.Pipeline:
+    """A CoGroupByKey (a Flatten read by a GroupByKey) beside a Flatten read by a Map, results asserted."""
+    from pipelines import transit
+
+    pipeline = runner.make_pipeline(args)
+    left = pipeline | "Left" >> beam.Create([(k % 5, k) for k in range(40)])
+    right = pipeline | "Right" >> beam.Create([(k % 3, str(k)) for k in range(12)])
+    joined = (
+        {"l": left, "r": right}
+        | "Join" >> transit.CheckedCoGroupByKey("test/join")
+        | beam.MapTuple(lambda key, groups: (key, sorted(groups["l"]), sorted(groups["r"])))
+    )
+    keys = (left, right) | "Both" >> beam.Flatten() | "Keys" >> beam.MapTuple(lambda key, _: key)
+    expected = [(key, [k for k in range(40) if k % 5 == key], sorted(str(k) for k in range(12) if k % 3 == key))
+                for key in range(5)]
+    assert_that(joined, equal_to(expected), label="joined")
+    assert_that(keys, equal_to([k % 5 for k in range(40)] + [k % 3 for k in range(12)]), label="keys")
+    return pipeline
+
+
+def _stage_names(fn_api_runner: FnApiRunner, pipeline: beam.Pipeline) -> list[str]:
+    _, stages = fn_api_runner.create_stages(pipeline.to_runner_api())
+    return [stage.name for stage in stages]
+
+
+def test_a_flatten_read_by_a_groupbykey_becomes_writes_into_the_grouping() -> None:
+    pipeline = _joins(["--runner", "DirectRunner"])
+    ours, beams = _stage_names(pipeline.runner, pipeline), _stage_names(FnApiRunner(), pipeline)
+    # Beam gives the join's Flatten a stage of its own (a round trip of every record through the runner);
+    # ours writes each input into the grouping from the stage that makes it.
+    assert any("(Join/Group/Flatten/Read)" in name for name in beams)
+    assert not any("Join/Group/Flatten/Read" in name for name in ours)
+    for index, tag in enumerate(("l", "r")):
+        (producer,) = [name for name in ours if f"Join-Tag-{tag}-" in name]
+        assert f"(Join/Group/Flatten/Write/{index})" in producer
+    # A Flatten read by anything else keeps Beam's translation.
+    assert any("(Both/Read)" in name for name in ours)
+    shutil.rmtree(pipeline.local_tempdir)
+
+
+@pytest.mark.parametrize("args", [["--runner", "DirectRunner"], MULTI_PROCESS], ids=["in-memory", "multi-process"])
+def test_sunk_flattens_group_every_record(args: list[str]) -> None:
+    from pipelines import transit
+
+    pipeline = _joins([*args, "--default_sdk_harness_log_level=ERROR"])
+    result = pipeline.run()
+    result.wait_until_finish()  # the asserted results hold
+    assert transit.problems(result, pipeline) == []

@@ -94,6 +94,23 @@ def test_records_lost_in_a_grouping_are_reported(monkeypatch: pytest.MonkeyPatch
     assert problem.startswith("t/shuffle: 200 records sent, ") and not problem.endswith(" 200 received")
 
 
+def test_records_lost_in_a_join_written_straight_into_its_grouping_are_reported(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines import runner
+
+    dropped: list = []
+    _drop_first_chunk(monkeypatch, b"group", "Join", dropped)
+    p = runner.make_pipeline(["--runner", "DirectRunner"])  # the local runner sinks the join's Flatten
+    left = p | "Left" >> beam.Create([(v % 7, v) for v in range(200)])
+    right = p | "Right" >> beam.Create([(v % 5, v) for v in range(100)])
+    _ = {"l": left, "r": right} | "Join" >> transit.CheckedCoGroupByKey("t/join")
+    result = p.run()
+    result.wait_until_finish()
+    assert dropped
+    (problem,) = transit.edge_problems(result)
+    assert problem.startswith("t/join: 300 records sent, ") and not problem.endswith(" 300 received")
+
+
 def test_records_lost_between_stages_are_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     # The main input must wait for a side input computed from itself, so it is handed between stages
     # as a materialised buffer (the shape of the build's tokenizer → encode step).
