@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import posixpath
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -446,8 +447,8 @@ class Deduplicate(beam.PTransform):
 # ------------------------------------------------------------------------------------ tokenize, pack
 
 
-def _train_tokenizer(sample: list[tuple[bytes, str]], config: bpe.TokenizerConfig) -> str:
-    texts = [text for _, text in sorted(sample)]
+def _train_tokenizer(sample: list[tuple[bytes, bytes]], config: bpe.TokenizerConfig) -> str:
+    texts = [packed.unpack(text) for _, text in sorted(sample)]
     payload = bpe.train_bpe(texts, config.vocab_size, config.min_frequency).to_str()
     memory.release_free_memory()  # the trainer's counts
     return payload
@@ -462,7 +463,8 @@ def tokenizer_json(kept: beam.PCollection, config: bpe.TokenizerConfig, pipeline
     chars = config.sample_chars_per_doc
     return (
         kept
-        | "SampleKey" >> beam.Map(lambda d: (bpe.sample_key(d["id"], seed), d["text"][:chars]))
+        # Packed: every bundle's smallest keys cross the runner with their text (up to sample_docs each).
+        | "SampleKey" >> beam.Map(lambda d: (bpe.sample_key(d["id"], seed), packed.pack(d["text"][:chars])))
         | "Sample" >> beam.combiners.Top.Smallest(config.sample_docs)
         | "TrainBPE" >> beam.Map(_train_tokenizer, config)
     )
@@ -603,18 +605,30 @@ class WriteParquetGroup(ReleasingDoFn):
         yield path
 
 
-class _CountPerBundle(beam.DoFn):
-    """(None, how many elements the bundle held), once per non-empty bundle, where the elements are made."""
+Statistic = tuple[tuple[str, str, str], int]  # (stage, name, bucket) → count
+
+
+class SumPerBundle(beam.DoFn):
+    """Elements → the sums of their (key, count) statistics per key, once per bundle, where the elements
+    are made (a number per key and bundle crosses the runner, not one per element)."""
+
+    def __init__(self, statistics: Callable[[Any], Iterable[tuple[Any, int]]]):
+        self.statistics = statistics
 
     def start_bundle(self) -> None:
-        self.count = 0
+        self.sums: dict[Any, int] = defaultdict(int)
 
     def process(self, element: Any) -> None:
-        self.count += 1
+        for key, count in self.statistics(element):
+            self.sums[key] += count
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
-        if self.count:
-            yield GlobalWindows.windowed_value((None, self.count))
+        for key, count in self.sums.items():
+            yield GlobalWindows.windowed_value((key, count))
+
+
+def _once(_: Any) -> Iterator[tuple[None, int]]:
+    yield None, 1
 
 
 class CountRows(beam.PTransform):
@@ -630,7 +644,7 @@ class CountRows(beam.PTransform):
 
     def expand(self, pcolls: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
         inputs = (pcolls,) if isinstance(pcolls, beam.PCollection) else pcolls
-        counts = tuple(pcoll | f"Count[{i}]" >> beam.ParDo(_CountPerBundle()) for i, pcoll in enumerate(inputs))
+        counts = tuple(pcoll | f"Count[{i}]" >> beam.ParDo(SumPerBundle(_once)) for i, pcoll in enumerate(inputs))
         return (
             counts
             | "Group" >> CheckedGroupByKey(self.edge)
@@ -675,11 +689,15 @@ class WriteParquetFiles(beam.PTransform):
 # ------------------------------------------------------------------------------------ statistics
 
 
+def parsed_statistics(batch: list[Doc]) -> Iterator[Statistic]:
+    yield ("read", "parsed", ""), len(batch)
+
+
 def _log2_bucket(value: float) -> str:
     return "0" if value <= 0 else str(2 ** int(math.log2(value)))
 
 
-def kept_statistics(doc: Doc) -> Iterator[tuple[tuple[str, str, str], int]]:
+def kept_statistics(doc: Doc) -> Iterator[Statistic]:
     """Distribution rows for one kept document: (stage, name, bucket) → count."""
     yield ("output", "kept", ""), 1
     if "lang" in doc:
@@ -699,13 +717,13 @@ def kept_statistics(doc: Doc) -> Iterator[tuple[tuple[str, str, str], int]]:
         yield ("tokenize", "tokens", ""), doc["n_tokens"]
 
 
-def rejected_statistics(doc: Doc) -> Iterator[tuple[tuple[str, str, str], int]]:
+def rejected_statistics(doc: Doc) -> Iterator[Statistic]:
     yield (doc["stage"], "rejected", doc["reason"]), 1
     if "lang" in doc:
         yield ("langid", "rejected_lang", doc["lang"]), 1
 
 
-def dead_letter_statistics(row: dict) -> Iterator[tuple[tuple[str, str, str], int]]:
+def dead_letter_statistics(row: dict) -> Iterator[Statistic]:
     # The error kind without its specifics (byte offsets, columns) so counts group.
     yield ("read", "dead_letter", row["error"].split(" at ")[0].split(":")[0]), 1
 

@@ -219,3 +219,18 @@ def test_count_rows_counts_every_bundle_and_gives_nothing_for_no_rows() -> None:
         assert_that((many, few) | "Both" >> T.CountRows("test/both"), equal_to([1003]), label="both")
         assert_that(few | "One" >> T.CountRows("test/one"), equal_to([3]), label="one")
         assert_that(none | "Empty" >> T.CountRows("test/none"), equal_to([]), label="empty")
+
+
+def test_statistics_summed_per_bundle_add_up_to_the_per_document_totals() -> None:
+    from collections import Counter
+
+    docs = [dict(_doc(f"d{i}", "text"), lang=("en", "fr", "de")[i % 3], quality_score=i / 50, q_word_count=i,
+                 n_tokens=3 * i) for i in range(50)]
+    expected: Counter = Counter()
+    for doc in docs:
+        for key, count in T.kept_statistics(doc):
+            expected[key] += count
+    with TestPipeline() as p:
+        sums = (p | beam.Create(docs) | beam.Reshuffle() | beam.ParDo(T.SumPerBundle(T.kept_statistics))
+                | beam.CombinePerKey(sum))
+        assert_that(sums, equal_to(list(expected.items())))
