@@ -10,6 +10,7 @@ import random
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -480,6 +481,40 @@ def test_ngram_repetition_values() -> None:
     words = ["one", "two", "six", "ten", "red"] * 2 + ["aaa", "bbb", "ccc", "ddd", "eee", "fff", "ggg"]
     _, dup = _ngram_repetition(words, [], [5])
     assert dup == [pytest.approx(30 / 51)]
+
+
+def _repetition_by_counting(words: list[str], top_ns: list[int], dup_ns: list[int]) -> tuple[list, list]:
+    """The definitions in _ngram_repetition's docstring, by counting word tuples."""
+    total = sum(map(len, words))
+    top, dup = [], []
+    for n in top_ns + dup_ns:
+        grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)] if total and len(words) >= 2 else []
+        counts = Counter(grams)
+        repeated = {gram for gram, count in counts.items() if count > 1}
+        if n in top_ns:
+            m = max((counts[gram] for gram in repeated), default=0)
+            chars = max((sum(map(len, gram)) for gram in repeated if counts[gram] == m), default=0)
+            top.append(min(1.0, m * float(chars) / total) if repeated else 0.0)
+        else:
+            covered = {i + k for i, gram in enumerate(grams) if gram in repeated for k in range(n)}
+            dup.append(float(sum(len(words[i]) for i in covered)) / total if repeated else 0.0)
+    return top, dup
+
+
+def test_ngram_repetition_equals_counting_on_random_and_repetitive_texts() -> None:
+    # Hashing, the roll and the switch to plain Python for few positions change nothing: the values are
+    # exactly those of counting word tuples, for every word count and n up to 40 (Thai's scaled n).
+    rng = random.Random(11)
+    cases = [CLEAN_EN.lower().split(), *(text.lower().split() for text, _ in SPAM_CASES.values())]
+    for _ in range(300):
+        vocabulary = [rng.choice(["a", "bb", "ccc", "dddd", "é", "字"]) + str(i) for i in range(rng.randint(1, 12))]
+        cases.append([rng.choice(vocabulary) for _ in range(rng.randint(0, 300))])
+        phrase = [rng.choice(vocabulary) for _ in range(rng.randint(1, 15))]
+        cases.append(phrase * rng.randint(1, 30) + [rng.choice(vocabulary) for _ in range(rng.randint(0, 40))])
+    for top_ns, dup_ns in (([2, 3, 4], [5, 6, 7, 8, 9, 10]), ([3, 5, 6], [8, 9, 11, 12, 14, 15]),
+                           ([8, 12, 16], [20, 24, 28, 32, 36, 40])):
+        for words in cases:
+            assert _ngram_repetition(words, top_ns, dup_ns) == _repetition_by_counting(words, top_ns, dup_ns)
 
 
 def test_ngram_top_fraction_is_independent_of_word_order_ties() -> None:
