@@ -55,3 +55,14 @@ def test_token_ids_pack_smaller_than_raw_for_text_like_ids() -> None:
     # BPE ids of real text repeat (frequent words, punctuation); a Zipf-like draw stands in for them.
     ids = np.minimum(np.random.default_rng(1).zipf(1.3, size=5000), 8191).astype(np.uint16)
     assert len(packed.pack_ids(ids)) < 0.8 * ids.nbytes
+
+
+def test_field_names_pack_against_the_dictionary() -> None:
+    import zstandard
+
+    annotated = dict.fromkeys(packed.document_fields(), 0.5) | {"id": "d1", "text": "Short text.", "source": "s"}
+    plain = zstandard.ZstdCompressor(level=packed.LEVEL).compress(pickle.dumps(annotated, protocol=5))
+    blob = packed.pack(annotated)
+    assert len(blob) < 0.6 * len(plain)  # the ~40 field names are in the dictionary, not in each document
+    assert packed.unpack(blob) == annotated
+    assert packed.unpack(packed.pack({"unknown": "fields"})) == {"unknown": "fields"}
