@@ -43,8 +43,9 @@ def _document_codecs() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompre
     """zstd with a document's pickled field names as a raw-content dictionary.
 
     Each document is packed alone, so without it every packed document carries its ~40 field names
-    (~500 bytes of its ~2.1 KB on the benchmark corpus); with them in the dictionary it packs to ~1.6 KB
-    at the same speed. Only ever bytes this module packed, in this version of it, are unpacked with it.
+    (~500 bytes of its ~2.1 KB on the benchmark corpus); with them in the dictionary it packs to ~1.7 KB,
+    for ~6 µs more per document (~25 µs in all; unpacking ~11 µs either way), far less than the runner
+    spends moving 400 bytes. Only bytes this module packed, in this version of it, are unpacked with it.
     """
     codecs = getattr(_local, "document_codecs", None)
     if codecs is None:
