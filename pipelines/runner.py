@@ -13,6 +13,10 @@ Building and translating a build's graph took ~3.3 s on one core before any stag
 of it in two of Beam's introspections that give the same answer every time they are asked:
 :class:`CachedViewOptions` and :func:`dofn_specs_memoized` ask each once (~1 s left).
 
+Its translation writes the inputs of a Flatten that only a GroupByKey reads straight into the grouping,
+where Beam's gives the Flatten a stage of its own (:func:`sink_flattens_into_groups`): a 10k build's
+records crossed the runner's process 22% less (329 → 257 MB both ways).
+
 In ``multi_processing`` mode the workers are started as ``python -m pipelines.worker`` instead of
 ``python -m apache_beam.runners.worker.sdk_worker_main``: Beam's own harness, run by a process that a
 build can start before it needs it, and that exits without Python's teardown (see that module).
