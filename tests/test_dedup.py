@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import pytest
+import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -110,6 +111,31 @@ def test_spaced_text_uses_word_shingles() -> None:
     text = dedup.normalize(_text(1, 40))
     grams = dedup.shingles(text, 5)
     assert all(len(g.decode("utf-8").split(" ")) == 5 for g in grams)
+
+
+@pytest.mark.parametrize("n", [1, 3, 5])
+def test_shingle_views_are_every_occurrence_of_the_shingles(n: int) -> None:
+    texts = ["", "hello", "hello world", "a b c d e f", "привет мир ünïcödé 世界 ٣ дела",
+             "the cat the cat the cat sat", "今日はとても良い天気なので、公園へ散歩に行きましょう。", _text(3, 60)]
+    for text in map(dedup.normalize, texts):
+        views = [bytes(view) for view in dedup.shingle_views(text, n)]
+        assert set(views) == dedup.shingles(text, n)
+        if not dedup._unspaced(text) and text:
+            assert len(views) == max(1, len(text.split(" ")) - n + 1)  # repeats kept: a minimum ignores them
+
+
+def test_signatures_from_views_equal_signatures_from_the_shingle_set(signer: Signer) -> None:
+    from datasketch import MinHash
+
+    rng = random.Random(5)
+    vocabulary = ["alpha", "beta", "gamma", "δέλτα", "epsilon", "東京", "x"]
+    texts = [_text(i, rng.randint(1, 80)) for i in range(20)]
+    texts += [" ".join(rng.choice(vocabulary) for _ in range(rng.randint(1, 30))) for _ in range(40)]
+    for text in texts:
+        normalized = dedup.normalize(text)
+        from_set = MinHash(num_perm=120, seed=1, scheme=dedup.DATASKETCH_SCHEME, hashfunc=xxhash.xxh32_intdigest)
+        from_set.update_batch(dedup.shingles(normalized, 5))
+        assert np.array_equal(signer.signature_of_normalized(normalized), from_set.hashvalues)
 
 
 # ------------------------------------------------------------------------------------- signatures
