@@ -128,11 +128,9 @@ class Signer:
 
 def band_keys(signature: np.ndarray, bands: int, rows: int) -> list[bytes]:
     """One bucket key per band: the band index and a digest of its rows."""
-    return [
-        bytes([band]) + hashlib.blake2b(signature[band * rows : (band + 1) * rows].tobytes(),
-                                        digest_size=12).digest()
-        for band in range(bands)
-    ]
+    raw, width = signature.tobytes(), rows * signature.itemsize  # one copy, sliced as bytes
+    return [bytes((band,)) + hashlib.blake2b(raw[band * width : (band + 1) * width], digest_size=12).digest()
+            for band in range(bands)]
 
 
 def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> float:
