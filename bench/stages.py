@@ -231,9 +231,12 @@ def _plain_dedup_keys(docs: list[dict], config: BuildConfig) -> Callable[[], obj
     fn = T.DedupKeys(config.dedup)
 
     def run() -> None:
+        fn.start_bundle()
         for doc in docs:
             for _ in fn.process(doc):
                 pass
+        for _ in fn.finish_bundle():
+            pass
 
     return run
 

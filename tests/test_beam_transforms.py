@@ -234,3 +234,31 @@ def test_statistics_summed_per_bundle_add_up_to_the_per_document_totals() -> Non
         sums = (p | beam.Create(docs) | beam.Reshuffle() | beam.ParDo(T.SumPerBundle(T.kept_statistics))
                 | beam.CombinePerKey(sum))
         assert_that(sums, equal_to(list(expected.items())))
+
+
+def test_dedup_keys_gather_each_bundles_bucket_entries_once_per_group() -> None:
+    from apache_beam.utils.windowed_value import WindowedValue
+
+    docs = [_doc(f"d{i}", BASE + f" variant {i % 3}") for i in range(30)]
+    fn = T.DedupKeys(DedupConfig())
+    fn.start_bundle()
+    per_doc = [list(fn.process(doc)) for doc in docs]
+    gathered = list(fn.finish_bundle())
+    assert all(len(outputs) == 2 for outputs in per_doc)  # the signature and the member record
+    groups = [tagged.value.value for tagged in gathered]
+    assert all(tagged.tag == "bucket" and isinstance(tagged.value, WindowedValue) for tagged in gathered)
+    assert len({group for group, _ in groups}) == len(groups)  # one record per group
+    entries = [entry for _, group_entries in groups for entry in group_entries]
+    assert len(entries) == 30 * 21  # the exact key and 20 bands for every document
+    from pipelines import dedup
+
+    signer = dedup.Signer(DedupConfig())
+    expected = []
+    for doc in docs:
+        normalized = dedup.normalize(doc["text"])
+        keys = [b"x" + dedup.normalized_key(normalized).encode()]
+        keys += [b"b" + key for key in dedup.band_keys(signer.signature_of_normalized(normalized), 20, 6)]
+        expected += [(dedup.bucket_group(key), dedup.bucket_entry(key, doc["id"])) for key in keys]
+    assert sorted((group, entry) for group, group_entries in groups for entry in group_entries) == sorted(expected)
+    fn.start_bundle()
+    assert list(fn.finish_bundle()) == []  # a new bundle starts empty
