@@ -271,8 +271,12 @@ class DedupKeys(beam.DoFn):
 
     A document has 21 bucket entries; emitted one by one they were ~1.3 million records at 100k
     documents, each handled by Beam in the worker and decoded and re-encoded by the runner. Gathered per
-    bundle and bucket group they are a tenth as many records (at most one per group and bundle).
+    bundle and bucket group they are a tenth as many records (at most one per group and bundle). A bundle
+    is a worker's whole share of the stage here, so the gathered entries leave whenever
+    ``HELD_ENTRIES`` of them (~80 MB) are held: memory stays bounded however large the input.
     """
+
+    HELD_ENTRIES = 1 << 20
 
     def __init__(self, config: dedup.DedupConfig):
         self.config = config
@@ -280,6 +284,11 @@ class DedupKeys(beam.DoFn):
 
     def start_bundle(self) -> None:
         self.buckets: dict[int, list[bytes]] = defaultdict(list)
+        self.held = 0
+
+    def _gathered(self) -> list[tuple[int, list[bytes]]]:
+        gathered, self.buckets, self.held = list(self.buckets.items()), defaultdict(list), 0
+        return gathered
 
     def process(self, doc: Doc) -> Iterator[Any]:
         doc_id = doc["id"]
@@ -293,11 +302,14 @@ class DedupKeys(beam.DoFn):
             keys += [b"b" + key for key in dedup.band_keys(signature, self.config.bands, self.config.rows)]
         for key in keys:
             self.buckets[dedup.bucket_group(key)].append(dedup.bucket_entry(key, doc_id))
+        self.held += len(keys)
+        if self.held >= self.HELD_ENTRIES:
+            for group_entries in self._gathered():
+                yield TaggedOutput("bucket", group_entries)
 
     def finish_bundle(self) -> Iterator[TaggedOutput]:
-        for group, entries in self.buckets.items():
-            yield TaggedOutput("bucket", GlobalWindows.windowed_value((group, entries)))
-        self.buckets.clear()
+        for group_entries in self._gathered():
+            yield TaggedOutput("bucket", GlobalWindows.windowed_value(group_entries))
 
 
 def _pair_with_first_signature(item: tuple[str, dict[str, list]]) -> Iterator[tuple[str, tuple]]:
@@ -639,6 +651,10 @@ class SumPerBundle(beam.DoFn):
             yield GlobalWindows.windowed_value((key, count))
 
 
+def _as_tuple(pcolls: beam.PCollection | tuple[beam.PCollection, ...]) -> tuple[beam.PCollection, ...]:
+    return (pcolls,) if isinstance(pcolls, beam.PCollection) else pcolls
+
+
 def _once(_: Any) -> Iterator[tuple[None, int]]:
     yield None, 1
 
@@ -655,8 +671,8 @@ class CountRows(beam.PTransform):
         self.edge = edge
 
     def expand(self, pcolls: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
-        inputs = (pcolls,) if isinstance(pcolls, beam.PCollection) else pcolls
-        counts = tuple(pcoll | f"Count[{i}]" >> beam.ParDo(SumPerBundle(_once)) for i, pcoll in enumerate(inputs))
+        counts = tuple(pcoll | f"Count[{i}]" >> beam.ParDo(SumPerBundle(_once))
+                       for i, pcoll in enumerate(_as_tuple(pcolls)))
         return (
             counts
             | "Group" >> CheckedGroupByKey(self.edge)
@@ -682,10 +698,9 @@ class WriteParquetFiles(beam.PTransform):
         self.folder, self.schema, self.rows_per_file, self.row_count = folder, schema, rows_per_file, row_count
 
     def expand(self, rows: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
-        inputs = (rows,) if isinstance(rows, beam.PCollection) else rows
         per_file = self.rows_per_file
         keyed = tuple(pcoll | f"Pack[{i}]" >> beam.Map(lambda row: (_row_order(row), packed.pack(row)))
-                      for i, pcoll in enumerate(inputs))
+                      for i, pcoll in enumerate(_as_tuple(rows)))
         name = posixpath.basename(self.folder)
         row_count = self.row_count if self.row_count is not None else keyed | "Count" >> CountRows(f"count/{name}")
         n_files = row_count | "Files" >> beam.Map(lambda n: math.ceil(n / per_file))

@@ -262,3 +262,23 @@ def test_dedup_keys_gather_each_bundles_bucket_entries_once_per_group() -> None:
     assert sorted((group, entry) for group, group_entries in groups for entry in group_entries) == sorted(expected)
     fn.start_bundle()
     assert list(fn.finish_bundle()) == []  # a new bundle starts empty
+
+
+def test_dedup_keys_hand_on_their_gathered_entries_when_they_hold_too_many() -> None:
+    docs = [_doc(f"d{i}", BASE + f" variant {i % 3}") for i in range(32)]
+    whole = T.DedupKeys(DedupConfig())
+    whole.start_bundle()
+    for doc in docs:
+        list(whole.process(doc))
+    expected = sorted((group, entry) for tagged in whole.finish_bundle()
+                      for group, entries in [tagged.value.value] for entry in entries)
+    bounded = T.DedupKeys(DedupConfig())
+    bounded.HELD_ENTRIES = 100  # about five documents' entries
+    bounded.start_bundle()
+    early = []
+    for doc in docs:
+        early += [out.value for out in bounded.process(doc) if getattr(out, "tag", None) == "bucket"]
+        assert bounded.held < 100
+    late = [tagged.value.value for tagged in bounded.finish_bundle()]
+    assert len(early) > len(late) > 0
+    assert sorted((group, entry) for group, entries in early + late for entry in entries) == expected
