@@ -176,7 +176,7 @@ def raw_minhash(texts: list[str], config: BuildConfig) -> Callable[[], object]:
     from datasketch import MinHash
 
     from pipelines import dedup
-    from pipelines.dedup import DATASKETCH_SCHEME, normalize, shingle_views
+    from pipelines.dedup import DATASKETCH_SCHEME, normalize, shingle_occurrences
 
     cfg = config.dedup
     # The same shingle hash as the pipeline (datasketch's default is SHA-1).
@@ -193,7 +193,7 @@ def raw_minhash(texts: list[str], config: BuildConfig) -> Callable[[], object]:
     def run() -> None:
         for text in texts:
             m = template.copy()
-            m.update_batch(shingle_views(normalize(text), cfg.ngram))
+            m.update_batch(shingle_occurrences(normalize(text), cfg.ngram))
             m.hashvalues  # noqa: B018
 
     return run

@@ -51,6 +51,14 @@ def test_normalize_turns_each_run_of_punctuation_and_spacing_into_one_space() ->
     assert dedup.normalize(text) == "snake_case a b c ünïcödé слово ٣"
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=80))
+def test_normalize_ascii_text_as_the_regex_does(text: str) -> None:
+    # ASCII text takes a translate-and-split path; every other text the NFKC + regex one.
+    assert text.isascii()
+    assert dedup.normalize(text) == dedup._NON_WORD_RUN.sub(" ", text.lower()).strip()
+
+
 def test_exact_key_insensitive_to_case_punctuation_whitespace() -> None:
     base = "The quick brown fox jumps over the lazy dog."
     variants = [
@@ -114,17 +122,17 @@ def test_spaced_text_uses_word_shingles() -> None:
 
 
 @pytest.mark.parametrize("n", [1, 3, 5])
-def test_shingle_views_are_every_occurrence_of_the_shingles(n: int) -> None:
+def test_shingle_occurrences_are_every_occurrence_of_the_shingles(n: int) -> None:
     texts = ["", "hello", "hello world", "a b c d e f", "привет мир ünïcödé 世界 ٣ дела",
              "the cat the cat the cat sat", "今日はとても良い天気なので、公園へ散歩に行きましょう。", _text(3, 60)]
     for text in map(dedup.normalize, texts):
-        views = [bytes(view) for view in dedup.shingle_views(text, n)]
-        assert set(views) == dedup.shingles(text, n)
+        occurrences = dedup.shingle_occurrences(text, n)
+        assert set(occurrences) == dedup.shingles(text, n)
         if not dedup._unspaced(text) and text:
-            assert len(views) == max(1, len(text.split(" ")) - n + 1)  # repeats kept: a minimum ignores them
+            assert len(occurrences) == max(1, len(text.split(" ")) - n + 1)  # repeats kept: a minimum ignores them
 
 
-def test_signatures_from_views_equal_signatures_from_the_shingle_set(signer: Signer) -> None:
+def test_signatures_from_occurrences_equal_signatures_from_the_shingle_set(signer: Signer) -> None:
     from datasketch import MinHash
 
     rng = random.Random(5)
