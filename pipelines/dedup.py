@@ -98,16 +98,17 @@ def shingle_occurrences(normalized: str, n: int) -> list[bytes] | set[bytes]:
     """The shingles of :func:`shingles` as MinHash needs them: every occurrence, not the set (a minimum
     does not change when a value repeats), and word n-grams sliced from the encoded text. In normalised
     text one space separates words, so a word n-gram is the bytes from its first word's start to its last
-    word's end: no n-gram is joined (0.34 → 0.27 ms per benchmark signature with memoryview slices,
-    0.25 ms with bytes slices, which cost less to make than a view; the same signature)."""
+    word's end: no n-gram is joined, and the slice bounds come from one numpy pass over the bytes
+    (docs/benchmarks.md has the timings; the signature is the same)."""
     if not normalized or _unspaced(normalized):
         return shingles(normalized, n)
     encoded = normalized.encode("utf-8")
-    spaces = np.flatnonzero(np.frombuffer(encoded, dtype=np.uint8) == 32).tolist()
-    starts = [0, *(space + 1 for space in spaces)]
-    ends = [*spaces, len(encoded)]
-    count = max(1, len(starts) - n + 1)
-    return [encoded[start:end] for start, end in zip(starts[:count], ends[min(n, len(ends)) - 1 :], strict=False)]
+    spaces = np.flatnonzero(np.frombuffer(encoded, dtype=np.uint8) == 32)
+    n_words = len(spaces) + 1
+    count = max(1, n_words - n + 1)  # fewer than n words: the whole text is the one shingle
+    starts = np.concatenate(([0], spaces[: count - 1] + 1)).tolist()
+    ends = np.append(spaces, len(encoded))[min(n, n_words) - 1 :].tolist()
+    return [encoded[start:end] for start, end in zip(starts, ends, strict=True)]
 
 
 class Signer:
