@@ -157,8 +157,11 @@ def signature_from_bytes(blob: bytes) -> np.ndarray:
 
 # Buckets travel through the shuffle in this many groups, not one key per bucket: almost every LSH bucket
 # holds a single document, and a runner's per-key overhead (not the bytes) dominated the shuffle's memory.
-# 2^16 groups keep each group small at any corpus size (about 200k bucket entries per group at 1B docs).
-BUCKET_GROUPS = 1 << 16
+# A bundle hands on its entries as one record per group it touched, so the group count is also how many
+# records a bundle's entries become: with 2^16 groups a bundle of 3,000 documents (63,000 entries) still
+# made ~40,000 records, with 2^12 it makes 4,096. 2^12 groups hold ~500k entries each at 100M documents
+# and ~5M (~0.5-1 GB in the worker that reads one) at 1B, where this constant should grow.
+BUCKET_GROUPS = 1 << 12
 
 
 def bucket_group(key: bytes) -> int:
