@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from xxhash import xxh3_64_digest, xxh3_64_intdigest
+from xxhash import xxh3_64_digest, xxh3_64_intdigest, xxh32_intdigest
 
 DATASKETCH_SCHEME = "affine32"
 # xxh32 instead of datasketch's default SHA-1 per shingle: 4x faster signatures, and affine32
@@ -123,11 +123,10 @@ class Signer:
 
     def signature_of_normalized(self, normalized: str) -> np.ndarray:
         if self._template is None:
-            import xxhash
-            from datasketch import MinHash
+            from datasketch import MinHash  # imports scipy (~0.5 s): only where signatures are made
 
             self._template = MinHash(num_perm=self.config.num_perm, seed=self.config.seed,
-                                     scheme=DATASKETCH_SCHEME, hashfunc=xxhash.xxh32_intdigest)
+                                     scheme=DATASKETCH_SCHEME, hashfunc=xxh32_intdigest)
         minhash = self._template.copy()
         minhash.update_batch(shingle_occurrences(normalized, self.config.ngram))
         return minhash.hashvalues
