@@ -271,7 +271,7 @@ class DedupKeys(beam.DoFn):
 
     A document has 21 bucket entries; emitted one by one they were ~1.3 million records at 100k
     documents, each handled by Beam in the worker and decoded and re-encoded by the runner. Gathered per
-    bundle and bucket group they are a tenth as many records (at most one per group and bundle). A bundle
+    bundle and bucket group they are at most ``dedup.BUCKET_GROUPS`` records per bundle. A bundle
     is a worker's whole share of the stage here, so the gathered entries leave whenever
     ``HELD_ENTRIES`` of them (~80 MB) are held: memory stays bounded however large the input.
     """

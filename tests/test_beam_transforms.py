@@ -11,8 +11,9 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.utils.windowed_value import WindowedValue
 
-from pipelines import readers
+from pipelines import dedup, readers
 from pipelines import transforms as T
 from pipelines.dedup import DedupConfig
 from pipelines.readers import InputConfig
@@ -237,8 +238,6 @@ def test_statistics_summed_per_bundle_add_up_to_the_per_document_totals() -> Non
 
 
 def test_dedup_keys_gather_each_bundles_bucket_entries_once_per_group() -> None:
-    from apache_beam.utils.windowed_value import WindowedValue
-
     docs = [_doc(f"d{i}", BASE + f" variant {i % 3}") for i in range(30)]
     fn = T.DedupKeys(DedupConfig())
     fn.start_bundle()
@@ -250,8 +249,6 @@ def test_dedup_keys_gather_each_bundles_bucket_entries_once_per_group() -> None:
     assert len({group for group, _ in groups}) == len(groups)  # one record per group
     entries = [entry for _, group_entries in groups for entry in group_entries]
     assert len(entries) == 30 * 21  # the exact key and 20 bands for every document
-    from pipelines import dedup
-
     signer = dedup.Signer(DedupConfig())
     expected = []
     for doc in docs:
