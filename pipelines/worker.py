@@ -1,12 +1,12 @@
-"""Worker processes of a local multi-process build: Beam's SDK harness, started early and left without
-Python's teardown.
+"""Worker processes of a local multi-process build: Beam's SDK harness, started early, forked from one
+importing process, and left without Python's teardown.
 
 **Started early.** The runner starts its workers when the first stage runs, and each then spends ~1.7 s
 importing Beam and the stages' libraries while the build waits; before that, the driver spends ~2.7 s
-alone on one core importing Beam and building and translating the graph. :func:`standby_workers` starts the processes at
-the beginning of a build instead: each imports everything, then waits on a Unix socket. When the runner
+alone on one core importing Beam and building and translating the graph. :func:`standby_workers` starts
+the workers at the beginning of a build instead, as standbys that wait on Unix sockets. When the runner
 later starts ``python -m pipelines.worker`` (see :mod:`pipelines.runner`), that small launcher hands its
-environment (the runner's control address, the pipeline options, the worker id) to a waiting process,
+environment (the runner's control address, the pipeline options, the worker id) to a waiting standby,
 which runs the harness with it, and relays its exit status. With no standby free (or none started, as in
 Beam's own test harness), the launcher runs the harness itself.
 
@@ -16,6 +16,14 @@ meanwhile, and :func:`standby_workers` adopts them when the build reaches it (a 
 another number of workers stops them and starts its own). Without the early start the driver finished
 building the graph ~2 s before its workers were ready to run the first stage.
 
+**Forked from one importing process.** One process binds every standby's socket (launchers that come
+early wait in its backlog), imports once, then forks the other standbys and serves the first socket
+itself. When each standby imported on its own, the imports of two workers and the driver's start-up
+(~5.5 CPU-s) shared the two cores, and the first stage waited ~0.7 s more for its workers than now (a
+100-document build: 5.8 → 4.9 s, docs/benchmarks.md). Nothing the imports load starts what a fork would
+break: no gRPC channel exists before the harness runs, and the threads numpy and pyarrow start are
+restarted by their own fork handlers.
+
 **Left without teardown.** When the last stage is done the runner waits for its workers to exit, one
 after another. The harness returns within ~20 ms, but the interpreter then spent ~0.4 s per worker
 freeing every object and module (~0.9 s of a two-worker build, timed around each worker's close in the
@@ -24,9 +32,10 @@ inside the bundles that write them, and the harness has torn its DoFns down and 
 once the harness returns the process flushes logging and its streams and exits at once.
 
 A standby lives no longer than the build: it exits when its pipe from the driver closes (the build
-ended or died), and when its launcher goes away (the runner gave up on that worker). Its socket's folder
-is named after the build's process; a build killed together with its standbys (SIGKILL to the process
-group) leaves the folder behind, and the next build on the machine removes it.
+ended or died), and when its launcher goes away (the runner gave up on that worker). The forking
+standby exits after the standbys it forked, so the driver's wait for it is a wait for all. Their
+sockets' folder is named after the build's process; a build killed together with its standbys (SIGKILL
+to the process group) leaves the folder behind, and the next build on the machine removes it.
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ from typing import BinaryIO, NoReturn
 STANDBY_DIR_ENV = "TOKENMILL_WORKER_STANDBY_DIR"
 FOLDER_PREFIX = "tokenmill-workers-"  # then the build's pid, "-", mkdtemp's random part
 _READY = b"ok\n"
+_PIPE_FROM_BUILD = 0  # a standby's stdin: the build holds its other end
 _IMPORT_NICENESS = 10
 # What the stages import in their setup, loaded while the process waits rather than in the first bundle.
 _WARM_MODULES = ("apache_beam.runners.worker.sdk_worker_main", "pipelines.transforms", "fasttext", "datasketch",
@@ -62,7 +72,8 @@ DIRECT_RUNNER_NAMES = frozenset({"direct", "directrunner", "switchingdirectrunne
 @dataclass
 class _Standbys:
     folder: Path
-    processes: list[subprocess.Popen]
+    count: int
+    process: subprocess.Popen  # the standby that forks the others; it exits after them
 
 
 _early: _Standbys | None = None
@@ -70,23 +81,19 @@ _early: _Standbys | None = None
 
 def _start(count: int) -> _Standbys:
     folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
-    processes = [
-        subprocess.Popen([sys.executable, "-m", "pipelines.worker", "--standby", str(folder / f"{i}.sock")],
-                         stdin=subprocess.PIPE)
-        for i in range(count)
-    ]
-    return _Standbys(folder, processes)
+    process = subprocess.Popen([sys.executable, "-m", "pipelines.worker", "--standbys", str(folder), str(count)],
+                               stdin=subprocess.PIPE)
+    return _Standbys(folder, count, process)
 
 
 def _stop(standbys: _Standbys) -> None:
-    for process in standbys.processes:
-        process.stdin.close()  # an unclaimed standby exits on this; a claimed one has finished
-    for process in standbys.processes:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    process = standbys.process
+    process.stdin.close()  # every unclaimed standby exits on this; a claimed one has finished
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
     shutil.rmtree(standbys.folder, ignore_errors=True)
 
 
@@ -131,22 +138,24 @@ def stop_early() -> None:
 
 
 @contextlib.contextmanager
-def standby_workers(count: int) -> Iterator[list[subprocess.Popen]]:
-    """``count`` warm worker processes for the runner's launchers to claim while the block runs."""
+def standby_workers(count: int) -> Iterator[subprocess.Popen | None]:
+    """``count`` warm worker processes for the runner's launchers to claim while the block runs.
+
+    Yields the process that forks them (the others are its children), or None when ``count`` is 0."""
     global _early
     early, _early = _early, None
-    if early is not None and len(early.processes) != count:
+    if early is not None and early.count != count:
         _stop(early)
         early = None
     remove_abandoned_folders(Path(tempfile.gettempdir()))
     if count <= 0:
-        yield []
+        yield None
         return
     standbys = early or _start(count)
     previous = os.environ.get(STANDBY_DIR_ENV)
     os.environ[STANDBY_DIR_ENV] = str(standbys.folder)
     try:
-        yield standbys.processes
+        yield standbys.process
     finally:
         if previous is None:
             os.environ.pop(STANDBY_DIR_ENV, None)
@@ -186,22 +195,34 @@ def _run_harness() -> None:
     sdk_worker_main.main(sys.argv)
 
 
+_forked: list[int] = []  # in the forking standby, the standbys it forked
+
+
 def _exit_now(code: int) -> NoReturn:
+    for pid in _forked:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
 
 
-def _exit_when_closed(read_end: BinaryIO, code: int, path: str, finished: threading.Event | None = None) -> None:
-    """Exits with ``code`` when ``read_end`` closes, unless ``finished`` is set by then (the process is
-    already on its way out with its own status)."""
+def _exit_when_closed(read_end: BinaryIO | int, code: int, paths: list[str],
+                      finished: threading.Event | None = None) -> None:
+    """Exits with ``code`` when ``read_end`` (a file, or a descriptor) closes, unless ``finished`` is set by
+    then (the process is already on its way out with its own status)."""
     def watch() -> None:
-        while read_end.read(4096):
-            pass
+        if isinstance(read_end, int):
+            # A descriptor, not sys.stdin: a fork copies a buffered reader's lock as the watcher holds it.
+            while os.read(read_end, 4096):
+                pass
+        else:
+            while read_end.read(4096):
+                pass
         if finished is not None and finished.is_set():
             return
-        _leave(path)
+        _leave(paths)
         _exit_now(code)
 
     threading.Thread(target=watch, name="standby-lifeline", daemon=True).start()
@@ -210,7 +231,7 @@ def _exit_when_closed(read_end: BinaryIO, code: int, path: str, finished: thread
 def _import_warm_modules() -> None:
     """Imports at low priority (Linux sets it per thread; this thread ends after): the driver, busy
     building the graph on one core meanwhile, keeps that core, and the imports take the idle one. At equal
-    priority the three processes shared two cores and the driver's start-up took ~1 s longer."""
+    priority (when each standby imported on its own) the driver's start-up took ~1 s longer."""
     import importlib
 
     with contextlib.suppress(AttributeError, OSError):
@@ -229,41 +250,65 @@ def _receive(conn: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def _leave(path: str) -> None:
-    """Removes this standby's socket and, once the last one is gone, their folder: a build that was
+def _leave(paths: list[str]) -> None:
+    """Removes these standbys' sockets and, once the last one is gone, their folder: a build that was
     killed never reaches the cleanup in :func:`standby_workers`."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
     with contextlib.suppress(OSError):
-        os.unlink(path)
-    with contextlib.suppress(OSError):
-        os.rmdir(os.path.dirname(path))
+        os.rmdir(os.path.dirname(paths[0]))
 
 
-def standby(path: str) -> NoReturn:
-    """Bind ``path``, import the harness and the stages' libraries, then serve one launcher."""
-    _exit_when_closed(sys.stdin.buffer, 0, path)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        listener.bind(path)
-    except OSError:
-        # A build that ends at once closes every standby's pipe, and the first to see it removes the
-        # (still empty) folder before a slower sibling binds: nothing is left to serve.
-        if not os.path.isdir(os.path.dirname(path)):
-            _exit_now(0)
-        raise
-    listener.listen(8)  # launchers that connect while this imports wait in the backlog
+def standbys(folder: str, count: int) -> NoReturn:
+    """Bind ``count`` sockets in ``folder``, import the harness and the stages' libraries, fork a standby
+    for every socket but the first, and serve the first here."""
+    paths = [os.path.join(folder, f"{index}.sock") for index in range(count)]
+    # Until it forks, this process stands for every socket.
+    _exit_when_closed(_PIPE_FROM_BUILD, 0, paths)
+    listeners = []
+    for path in paths:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(path)
+        except OSError:
+            # A build that ends at once closes the pipe, and the folder may be gone before we bind:
+            # nothing is left to serve.
+            if not os.path.isdir(folder):
+                _exit_now(0)
+            raise
+        listener.listen(8)  # launchers that connect while this imports wait in the backlog
+        listeners.append(listener)
     warm = threading.Thread(target=_import_warm_modules, name="standby-imports")
     warm.start()
     warm.join()
+    for index in range(1, count):
+        pid = os.fork()
+        if pid == 0:
+            _forked.clear()
+            for other, listener in enumerate(listeners):
+                if other != index:
+                    listener.close()
+            _exit_when_closed(_PIPE_FROM_BUILD, 0, [paths[index]])  # threads are not forked
+            _serve(listeners[index], paths[index])
+        _forked.append(pid)
+    for listener in listeners[1:]:
+        listener.close()
+    _serve(listeners[0], paths[0])
+
+
+def _serve(listener: socket.socket, path: str) -> NoReturn:
+    """Serve one launcher: take its environment, run the harness with it, send back the exit status."""
     conn, _ = listener.accept()
     listener.close()  # queued launchers are turned away and try another standby
-    _leave(path)
+    _leave([path])
     environment = json.loads(_receive(conn))
     os.environ.clear()
     os.environ.update(environment)
     conn.sendall(_READY)
     # The launcher exits as soon as it reads the status below: that must not count as going away.
     finished = threading.Event()
-    _exit_when_closed(conn.makefile("rb"), 1, path, finished)
+    _exit_when_closed(conn.makefile("rb"), 1, [path], finished)
     status = 0
     try:
         _run_harness()
@@ -305,8 +350,8 @@ def launch() -> int:
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["--standby"] and len(argv) == 2:
-        standby(argv[1])  # does not return
+    if argv[:1] == ["--standbys"] and len(argv) == 3:
+        standbys(argv[1], int(argv[2]))  # does not return
     return launch()
 
 

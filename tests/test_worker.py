@@ -20,30 +20,39 @@ from pipelines import runner, worker
 from tests.conftest import MULTI_PROCESS
 
 
-def _pid(_: object) -> int:
-    return os.getpid()
+def _role(_: object, forking_pid: int) -> str:
+    """Which standby runs this bundle: the one the build started, one it forked, or none."""
+    if os.getpid() == forking_pid:
+        return "forking"
+    return "forked" if psutil.Process().ppid() == forking_pid else "not a standby"
 
 
 def test_a_local_build_runs_its_bundles_in_the_standby_processes() -> None:
     pipeline = runner.make_pipeline([*MULTI_PROCESS, "--default_sdk_harness_log_level=ERROR"])
     assert runner.local_worker_processes(pipeline.options) == 2
-    with worker.standby_workers(2) as standbys:
+    with worker.standby_workers(2) as forking:
         folder = Path(os.environ[worker.STANDBY_DIR_ENV])
         with pipeline:
-            pids = pipeline | beam.Create(range(200), reshuffle=True) | beam.Map(_pid) | beam.Distinct()
-            in_standby = pids | beam.Map(lambda pid, ids: pid in ids, [p.pid for p in standbys])
-            assert_that(in_standby | "Which" >> beam.Distinct(), equal_to([True]))
+            roles = pipeline | beam.Create(range(200), reshuffle=True) | beam.Map(_role, forking.pid)
+            assert_that(roles | beam.Distinct(), equal_to(["forking", "forked"]))
     assert worker.STANDBY_DIR_ENV not in os.environ
     assert not folder.exists()
-    assert [p.returncode for p in standbys] == [0, 0]
+    assert forking.returncode == 0
 
 
 def test_unclaimed_standbys_exit_when_the_build_ends() -> None:
     started = time.monotonic()
-    with worker.standby_workers(2) as standbys:
-        pass
-    assert [p.returncode for p in standbys] == [0, 0]
-    assert time.monotonic() - started < 10
+    with worker.standby_workers(2) as forking:
+        folder = Path(os.environ[worker.STANDBY_DIR_ENV])
+        deadline = time.monotonic() + 60
+        while len(psutil.Process(forking.pid).children()) < 1:  # imported and forked
+            assert time.monotonic() < deadline, "the standby never forked"
+            time.sleep(0.05)
+        forked = psutil.Process(forking.pid).children()
+    assert forking.returncode == 0
+    assert not any(p.is_running() for p in forked)  # the forking standby exited after them
+    assert not folder.exists()
+    assert time.monotonic() - started < 70
 
 
 def test_no_standbys_unless_the_workers_are_processes() -> None:
@@ -56,8 +65,8 @@ def test_no_standbys_unless_the_workers_are_processes() -> None:
     assert runner.local_worker_processes(every_cpu) == os.cpu_count()
     other = runner.CachedViewOptions(["--runner", "FnApiRunner", *mode])
     assert runner.local_worker_processes(other) == 0
-    with worker.standby_workers(0) as standbys:
-        assert standbys == [] and worker.STANDBY_DIR_ENV not in os.environ
+    with worker.standby_workers(0) as forking:
+        assert forking is None and worker.STANDBY_DIR_ENV not in os.environ
 
 
 @pytest.mark.parametrize("flags", [
@@ -79,22 +88,22 @@ def test_the_early_count_leaves_malformed_flags_to_beam(capsys: pytest.CaptureFi
 def test_standbys_started_early_are_adopted_or_replaced() -> None:
     worker.start_early(MULTI_PROCESS)
     early = worker._early
-    assert early is not None and len(early.processes) == 2
-    with worker.standby_workers(2) as standbys:
-        assert standbys is early.processes and os.environ[worker.STANDBY_DIR_ENV] == str(early.folder)
+    assert early is not None and early.count == 2
+    with worker.standby_workers(2) as forking:
+        assert forking is early.process and os.environ[worker.STANDBY_DIR_ENV] == str(early.folder)
     assert worker._early is None and not early.folder.exists()
 
     worker.start_early(MULTI_PROCESS)
     early = worker._early
-    with worker.standby_workers(1) as standbys:
-        assert [p.returncode for p in early.processes] == [0, 0] and not early.folder.exists()
-        assert len(standbys) == 1 and standbys[0].pid not in {p.pid for p in early.processes}
+    with worker.standby_workers(1) as forking:
+        assert early.process.returncode == 0 and not early.folder.exists()
+        assert forking is not early.process and forking.args[-1] == "1"
     worker.start_early(MULTI_PROCESS[:2])  # in-process workers: nothing to start
     assert worker._early is None
     worker.start_early(MULTI_PROCESS)
     early = worker._early
     worker.stop_early()  # never adopted
-    assert worker._early is None and [p.returncode for p in early.processes] == [0, 0]
+    assert worker._early is None and early.process.returncode == 0
     assert not early.folder.exists()
 
 
@@ -121,7 +130,7 @@ def test_a_build_that_stops_before_its_graph_leaves_no_standbys(tmp_path: Path) 
 
 def _standby(tmp_path: Path) -> tuple[subprocess.Popen, socket.socket]:
     path = tmp_path / "0.sock"
-    process = subprocess.Popen([sys.executable, "-m", "pipelines.worker", "--standby", str(path)],
+    process = subprocess.Popen([sys.executable, "-m", "pipelines.worker", "--standbys", str(tmp_path), "1"],
                                stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while not path.exists():
@@ -174,11 +183,11 @@ def test_a_killed_build_leaves_no_standby_or_socket_behind() -> None:
     driver = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     folder = Path(driver.stdout.readline().strip())
     deadline = time.monotonic() + 60
-    while len(list(folder.glob("*.sock"))) < 2:
-        assert time.monotonic() < deadline, "standbys never listened"
+    while len(psutil.Process(driver.pid).children(recursive=True)) < 2:
+        assert time.monotonic() < deadline, "the standby never forked"
         time.sleep(0.05)
-    standbys = psutil.Process(driver.pid).children()
-    assert len(standbys) == 2
+    standbys = psutil.Process(driver.pid).children(recursive=True)
+    assert len(standbys) == 2 and len(list(folder.glob("*.sock"))) == 2
     driver.kill()
     driver.wait()
     driver.stdout.close()
@@ -207,9 +216,8 @@ def test_a_builds_standby_folder_is_named_after_its_process() -> None:
 
 
 def test_a_standby_whose_folder_is_already_gone_exits_cleanly(tmp_path: Path) -> None:
-    # A sibling standby of a build that ended at once may remove the folder before this one binds.
-    path = tmp_path / "removed" / "0.sock"
-    standby = subprocess.Popen([sys.executable, "-m", "pipelines.worker", "--standby", str(path)],
+    # A build that ends at once removes the folder in its cleanup, maybe before the standby binds.
+    standby = subprocess.Popen([sys.executable, "-m", "pipelines.worker", "--standbys", str(tmp_path / "removed"), "2"],
                                stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert standby.wait(timeout=60) == 0
