@@ -76,7 +76,9 @@ def dofn_specs_memoized() -> Iterator[None]:
 
     It asks six times per ``ParDo`` while building and translating the graph, each time calling
     ``inspect.signature`` on every method of the DoFn (~1.2 s for a build's ~170 ParDos); a DoFn's
-    methods do not change in between. Callers get their own copies of the sets.
+    methods do not change in between. A worker asks twice for each DoFn it unpickles when it first
+    runs a stage (see :mod:`pipelines.worker`). Callers get their own copies of the sets. The DoFns stay
+    referenced until the block ends: the build's graph, or a worker's share of the build.
     """
     original = userstate.get_dofn_specs
     seen: dict[int, tuple[Any, tuple[set, set]]] = {}  # the DoFn is held so that its id is not reused

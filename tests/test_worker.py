@@ -27,14 +27,24 @@ def _role(_: object, forking_pid: int) -> str:
     return "forked" if psutil.Process().ppid() == forking_pid else "not a standby"
 
 
+def _dofn_inspection(_: object) -> str:
+    from apache_beam.transforms import userstate
+
+    return userstate.get_dofn_specs.__qualname__
+
+
 def test_a_local_build_runs_its_bundles_in_the_standby_processes() -> None:
     pipeline = runner.make_pipeline([*MULTI_PROCESS, "--default_sdk_harness_log_level=ERROR"])
     assert runner.local_worker_processes(pipeline.options) == 2
     with worker.standby_workers(2) as forking:
         folder = Path(os.environ[worker.STANDBY_DIR_ENV])
         with pipeline:
-            roles = pipeline | beam.Create(range(200), reshuffle=True) | beam.Map(_role, forking.pid)
-            assert_that(roles | beam.Distinct(), equal_to(["forking", "forked"]))
+            numbers = pipeline | beam.Create(range(200), reshuffle=True)
+            roles = numbers | "Role" >> beam.Map(_role, forking.pid)
+            assert_that(roles | "Roles" >> beam.Distinct(), equal_to(["forking", "forked"]))
+            # The harness runs with Beam's DoFn inspection memoized (see pipelines.runner).
+            inspection = numbers | "Inspection" >> beam.Map(_dofn_inspection) | "Inspections" >> beam.Distinct()
+            assert_that(inspection, equal_to(["dofn_specs_memoized.<locals>.get_dofn_specs"]), label="Memoized")
     assert worker.STANDBY_DIR_ENV not in os.environ
     assert not folder.exists()
     assert forking.returncode == 0
