@@ -126,12 +126,15 @@ def construct(pipeline: beam.Pipeline, config: BuildConfig, inputs: list[str], s
                  | "WriteShardList" >> beam.ParDo(T.WriteJson(f"{staging}/_shards.json")))
 
     per_file = config.output.rows_per_file
-    _ = docs | "WriteDocs" >> T.WriteParquetFiles(f"{staging}/docs", T.docs_schema(config), per_file, doc_count)
-    # Each source of rejects is packed and counted where it is made, never flattened as documents.
-    _ = tuple(rejected) | "WriteRejected" >> T.WriteParquetFiles(
-        f"{staging}/rejected", T.rejected_schema(config), per_file)
-    _ = dead_letter | "WriteDeadLetter" >> T.WriteParquetFiles(
-        f"{staging}/dead_letter", T.DEAD_LETTER_SCHEMA, per_file)
+    schemas = {"docs": T.docs_schema(config), "rejected": T.rejected_schema(config),
+               "dead_letter": T.DEAD_LETTER_SCHEMA}
+    assigned = (
+        *(docs | "FileDocs" >> T.AssignParquetFiles("docs", per_file, doc_count)),
+        # Each source of rejects is packed and counted where it is made, never flattened as documents.
+        *(tuple(rejected) | "FileRejected" >> T.AssignParquetFiles("rejected", per_file)),
+        *(dead_letter | "FileDeadLetter" >> T.AssignParquetFiles("dead_letter", per_file)),
+    )
+    _ = assigned | "WriteFiles" >> T.WriteParquetFiles(staging, schemas)
     # The lists have no default (a runner stage each): publishing reads a missing list as empty.
     _ = (digests | "InputList" >> beam.combiners.ToList().without_defaults()
          | "WriteInputList" >> beam.ParDo(T.WriteJson(f"{staging}/_inputs.json")))

@@ -615,17 +615,22 @@ def _file_key(order: RowOrder) -> str:
     return "\0".join(map(str, order))
 
 
-class WriteParquetGroup(ReleasingDoFn):
-    def __init__(self, folder: str, schema: pa.Schema):
-        self.folder = folder
-        self.schema = schema
+FileKey = tuple[str, int, int]  # (table, file index, number of the table's files)
 
-    def process(self, item: tuple[int, Iterable[tuple[RowOrder, bytes]]], n_files: int) -> Iterator[str]:
-        index, rows = item
+
+class WriteParquetGroup(ReleasingDoFn):
+    """One file's rows → ``<root>/<table>/part-<index>-of-<files>.parquet``, in the table's schema."""
+
+    def __init__(self, root: str, schemas: dict[str, pa.Schema]):
+        self.root = root
+        self.schemas = schemas
+
+    def process(self, item: tuple[FileKey, Iterable[tuple[RowOrder, bytes]]]) -> Iterator[str]:
+        (table, index, n_files), rows = item
         # Sorted while packed; each row is unpacked only when its row group is written.
         ordered = (packed.unpack(blob) for _, blob in sorted(rows))
-        path = posixpath.join(self.folder, f"part-{index:05d}-of-{n_files:05d}.parquet")
-        _write_bytes(path, parquet_bytes(ordered, self.schema))
+        path = posixpath.join(self.root, table, f"part-{index:05d}-of-{n_files:05d}.parquet")
+        _write_bytes(path, parquet_bytes(ordered, self.schemas[table]))
         yield path
 
 
@@ -680,36 +685,52 @@ class CountRows(beam.PTransform):
         )
 
 
-def _assign_file(keyed: tuple[RowOrder, bytes], n_files: int) -> tuple[int, tuple[RowOrder, bytes]]:
-    return pack.bucket_of(_file_key(keyed[0]), n_files), keyed
+def _assign_file(keyed: tuple[RowOrder, bytes], table: str, n_files: int) -> tuple[FileKey, tuple[RowOrder, bytes]]:
+    return (table, pack.bucket_of(_file_key(keyed[0]), n_files), n_files), keyed
 
 
-class WriteParquetFiles(beam.PTransform):
-    """Rows → deterministic Parquet files: hash-assigned to files, sorted inside each file.
+class AssignParquetFiles(beam.PTransform):
+    """Rows of one table → (file key, packed row) for :class:`WriteParquetFiles`: hash-assigned to files.
 
-    The rows are one PCollection or a tuple of them, each packed where it is made. The file count
-    follows from the number of rows: by default counted here, which holds the packed rows in the runner
-    until all are counted; a ``row_count`` computed upstream of the rows (:class:`CountRows` of a
-    PCollection with as many elements) lets the file assignment run in the stage that makes them.
+    The rows are one PCollection or a tuple of them, each packed where it is made; so is the result. The
+    file count follows from the number of rows: by default counted here, which holds the packed rows in
+    the runner until all are counted; a ``row_count`` computed upstream of the rows (:class:`CountRows`
+    of a PCollection with as many elements) lets the file assignment run in the stage that makes them.
     """
 
-    def __init__(self, folder: str, schema: pa.Schema, rows_per_file: int, row_count: beam.PCollection | None = None):
+    def __init__(self, table: str, rows_per_file: int, row_count: beam.PCollection | None = None):
         super().__init__()
-        self.folder, self.schema, self.rows_per_file, self.row_count = folder, schema, rows_per_file, row_count
+        self.table, self.rows_per_file, self.row_count = table, rows_per_file, row_count
 
-    def expand(self, rows: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
+    def expand(self, rows: beam.PCollection | tuple[beam.PCollection, ...]) -> tuple[beam.PCollection, ...]:
         per_file = self.rows_per_file
         keyed = tuple(pcoll | f"Pack[{i}]" >> beam.Map(lambda row: (_row_order(row), packed.pack(row)))
                       for i, pcoll in enumerate(_as_tuple(rows)))
-        name = posixpath.basename(self.folder)
-        row_count = self.row_count if self.row_count is not None else keyed | "Count" >> CountRows(f"count/{name}")
+        row_count = self.row_count
+        if row_count is None:
+            row_count = keyed | "Count" >> CountRows(f"count/{self.table}")
         n_files = row_count | "Files" >> beam.Map(lambda n: math.ceil(n / per_file))
-        assigned = tuple(rows | f"AssignFile[{i}]" >> beam.Map(_assign_file, AsSingleton(n_files))
-                         for i, rows in enumerate(keyed))
+        return tuple(rows | f"AssignFile[{i}]" >> beam.Map(_assign_file, self.table, AsSingleton(n_files))
+                     for i, rows in enumerate(keyed))
+
+
+class WriteParquetFiles(beam.PTransform):
+    """Assigned rows of any number of tables (:class:`AssignParquetFiles`) → deterministic Parquet files,
+    ``<root>/<table>/part-*.parquet``, sorted inside each file.
+
+    Every table's files are written in one stage, dealt over the workers: written table by table, a build
+    whose tables fit in one file each wrote them one after another on one worker while the other waited.
+    """
+
+    def __init__(self, root: str, schemas: dict[str, pa.Schema]):
+        super().__init__()
+        self.root, self.schemas = root, schemas
+
+    def expand(self, assigned: beam.PCollection | tuple[beam.PCollection, ...]) -> beam.PCollection:
         return (
             assigned
-            | "GroupFile" >> CheckedGroupByKey(f"write/{name}")
-            | "Write" >> beam.ParDo(WriteParquetGroup(self.folder, self.schema), AsSingleton(n_files))
+            | "GroupFile" >> CheckedGroupByKey("write/files")
+            | "Write" >> beam.ParDo(WriteParquetGroup(self.root, self.schemas))
         )
 
 

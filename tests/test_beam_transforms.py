@@ -8,6 +8,8 @@ import random
 from pathlib import Path
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -176,40 +178,55 @@ def test_connected_components_match_union_find_with_duplicate_edges() -> None:
         assert_that(roots, equal_to(_components(edges)))
 
 
-def _write_rows(folder: Path, parts: list[list[dict]], counted_upstream: bool) -> dict[str, bytes]:
-    """Writes the rows of ``parts`` (one PCollection each) with WriteParquetFiles; the files' bytes."""
-    import pyarrow as pa
+_WRITE_SCHEMA = pa.schema([pa.field("id", pa.string()), pa.field("source", pa.string()),
+                           pa.field("position", pa.int64()), pa.field("value", pa.int64())])
 
+
+def _write_tables(root: Path, tables: dict[str, list[list[dict]]], counted_upstream: bool) -> dict[str, bytes]:
+    """Writes each table's rows (its parts, one PCollection each) with AssignParquetFiles and one
+    WriteParquetFiles; the files' bytes by path under ``root``."""
     from pipelines import runner, transit
 
-    schema = pa.schema([pa.field("id", pa.string()), pa.field("source", pa.string()),
-                        pa.field("position", pa.int64()), pa.field("value", pa.int64())])
     pipeline = runner.make_pipeline(["--runner", "DirectRunner"])
-    sources = tuple(pipeline | f"Part{i}" >> beam.Create(rows) for i, rows in enumerate(parts))
-    row_count = None
-    if counted_upstream:
-        row_count = pipeline | "All" >> beam.Create([row for rows in parts for row in rows]) | T.CountRows("test/count")
-    rows = sources[0] if len(sources) == 1 else sources
-    _ = rows | T.WriteParquetFiles(str(folder), schema, rows_per_file=7, row_count=row_count)
+    assigned: list[beam.PCollection] = []
+    for table, parts in tables.items():
+        sources = tuple(pipeline | f"{table}/Part{i}" >> beam.Create(rows) for i, rows in enumerate(parts))
+        row_count = None
+        if counted_upstream:
+            row_count = (pipeline | f"{table}/All" >> beam.Create([row for rows in parts for row in rows])
+                         | f"{table}/Count" >> T.CountRows(f"test/count/{table}"))
+        rows = sources[0] if len(sources) == 1 else sources
+        assigned += rows | f"{table}/Assign" >> T.AssignParquetFiles(table, 7, row_count)
+    _ = tuple(assigned) | T.WriteParquetFiles(str(root), {table: _WRITE_SCHEMA for table in tables})
     result = pipeline.run()
     result.wait_until_finish()
     assert transit.problems(result, pipeline) == []
-    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*.parquet"))}
 
 
 def test_parquet_files_are_the_same_however_their_rows_arrive(tmp_path: Path) -> None:
     rows = [{"id": f"d{i:02d}", "source": "s", "position": i, "value": i * i} for i in range(40)]
     random.Random(3).shuffle(rows)
-    together = _write_rows(tmp_path / "one", [rows], counted_upstream=False)
-    assert sorted(together) == [f"part-{i:05d}-of-00006.parquet" for i in range(6)]  # ceil(40 / 7)
+    together = _write_tables(tmp_path / "one", {"t": [rows]}, counted_upstream=False)
+    assert sorted(together) == [f"t/part-{i:05d}-of-00006.parquet" for i in range(6)]  # ceil(40 / 7)
     # Several sources written together (each packed and counted where it is made), and a count given
     # from upstream, give byte-identical files.
-    assert _write_rows(tmp_path / "three", [rows[:5], rows[5:31], rows[31:]], counted_upstream=False) == together
-    assert _write_rows(tmp_path / "upstream", [rows[:5], rows[5:]], counted_upstream=True) == together
-    import pyarrow.parquet as pq
-
+    three_parts = {"t": [rows[:5], rows[5:31], rows[31:]]}
+    assert _write_tables(tmp_path / "three", three_parts, counted_upstream=False) == together
+    assert _write_tables(tmp_path / "upstream", {"t": [rows[:5], rows[5:]]}, counted_upstream=True) == together
     written = [row for name in together for row in pq.read_table(tmp_path / "one" / name).to_pylist()]
     assert sorted(written, key=lambda row: row["id"]) == sorted(rows, key=lambda row: row["id"])
+
+
+def test_tables_written_together_get_the_files_each_gets_alone(tmp_path: Path) -> None:
+    rows = [{"id": f"d{i:02d}", "source": "s", "position": i, "value": i} for i in range(30)]
+    other = [{"id": f"e{i:02d}", "source": "o", "position": i, "value": -i} for i in range(9)]
+    alone = {**_write_tables(tmp_path / "a", {"t": [rows]}, counted_upstream=False),
+             **_write_tables(tmp_path / "b", {"u": [other]}, counted_upstream=True)}
+    together = _write_tables(tmp_path / "both", {"t": [rows], "u": [other]}, counted_upstream=False)
+    assert together == alone
+    assert sorted(together) == [*(f"t/part-{i:05d}-of-00005.parquet" for i in range(5)),
+                                "u/part-00000-of-00002.parquet", "u/part-00001-of-00002.parquet"]
 
 
 def test_count_rows_counts_every_bundle_and_gives_nothing_for_no_rows() -> None:
