@@ -90,4 +90,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from pipelines import worker
+
+    worker.exit_now(main(sys.argv[1:]))  # as `python -m pipelines.build` exits

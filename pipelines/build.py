@@ -487,4 +487,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Done: the version is published, files closed, threads joined and the standbys gone.
+    worker.exit_now(main())

@@ -30,6 +30,7 @@ freeing every object and module (~0.9 s of a two-worker build, timed around each
 runner). Nothing depends on it: every bundle's output has reached the runner over gRPC, files are closed
 inside the bundles that write them, and the harness has torn its DoFns down and closed its channels. So
 once the harness returns the process flushes logging and its streams and exits at once.
+(``python -m pipelines.build`` ends the same way once its version is published, ~0.3 s sooner.)
 
 A standby lives no longer than the build: it exits when its pipe from the driver closes (the build
 ended or died), and when its launcher goes away (the runner gave up on that worker). The forking
@@ -204,13 +205,17 @@ def _run_harness() -> None:
 _forked: list[int] = []  # in the forking standby, the standbys it forked
 
 
-def _exit_now(code: int) -> NoReturn:
+def exit_now(code: int) -> NoReturn:
+    """Exits with ``code`` once logging and the standard streams are flushed, without Python's teardown
+    (freeing every object and module: ~0.4 s for a worker, ~0.3 s for a build's driver). For processes
+    that are done: their files closed and their threads finished or expendable."""
     for pid in _forked:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a reader that went away, or a closed stream
+            stream.flush()
     os._exit(code)
 
 
@@ -229,7 +234,7 @@ def _exit_when_closed(read_end: BinaryIO | int, code: int, paths: list[str],
         if finished is not None and finished.is_set():
             return
         _leave(paths)
-        _exit_now(code)
+        exit_now(code)
 
     threading.Thread(target=watch, name="standby-lifeline", daemon=True).start()
 
@@ -281,7 +286,7 @@ def standbys(folder: str, count: int) -> NoReturn:
             # A build that ends at once closes the pipe, and the folder may be gone before we bind:
             # nothing is left to serve.
             if not os.path.isdir(folder):
-                _exit_now(0)
+                exit_now(0)
             raise
         listener.listen(8)  # launchers that connect while this imports wait in the backlog
         listeners.append(listener)
@@ -323,7 +328,7 @@ def _serve(listener: socket.socket, path: str) -> NoReturn:
         status = 1
     finished.set()
     conn.sendall(b"%d\n" % status)
-    _exit_now(status)
+    exit_now(status)
 
 
 def _claim_standby(folder: Path) -> BinaryIO | None:
@@ -350,7 +355,7 @@ def launch() -> int:
     standby_status = _claim_standby(Path(folder)) if folder else None
     if standby_status is None:
         _run_harness()
-        _exit_now(0)
+        exit_now(0)
     status = standby_status.readline().strip()
     return int(status) if status.isdigit() else 1
 
