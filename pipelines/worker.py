@@ -21,8 +21,8 @@ early wait in its backlog), imports once, then forks the other standbys and serv
 itself. When each standby imported on its own, the imports of two workers and the driver's start-up
 (~5.5 CPU-s) shared the two cores, and the first stage waited ~0.7 s more for its workers than now (a
 100-document build: 5.8 → 4.9 s, docs/benchmarks.md). Nothing the imports load starts what a fork would
-break: no gRPC channel exists before the harness runs, and the threads numpy and pyarrow start are
-restarted by their own fork handlers.
+break: no gRPC channel exists before the harness runs, and the threads that numpy's OpenBLAS and
+pyarrow's jemalloc start at import are looked after by those libraries' own fork handlers.
 
 **Left without teardown.** When the last stage is done the runner waits for its workers to exit, one
 after another. The harness returns within ~20 ms, but the interpreter then spent ~0.4 s per worker
