@@ -219,18 +219,13 @@ def exit_now(code: int) -> NoReturn:
     os._exit(code)
 
 
-def _exit_when_closed(read_end: BinaryIO | int, code: int, paths: list[str],
-                      finished: threading.Event | None = None) -> None:
-    """Exits with ``code`` when ``read_end`` (a file, or a descriptor) closes, unless ``finished`` is set by
-    then (the process is already on its way out with its own status)."""
+def _exit_when_closed(fd: int, code: int, paths: list[str], finished: threading.Event | None = None) -> None:
+    """Exits with ``code`` when the other end of descriptor ``fd`` closes, unless ``finished`` is set by
+    then (the process is already on its way out with its own status). A descriptor, never a Python file
+    object: a fork would copy a buffered reader's lock as the watcher holds it."""
     def watch() -> None:
-        if isinstance(read_end, int):
-            # A descriptor, not sys.stdin: a fork copies a buffered reader's lock as the watcher holds it.
-            while os.read(read_end, 4096):
-                pass
-        else:
-            while read_end.read(4096):
-                pass
+        while os.read(fd, 4096):
+            pass
         if finished is not None and finished.is_set():
             return
         _leave(paths)
@@ -319,7 +314,7 @@ def _serve(listener: socket.socket, path: str) -> NoReturn:
     conn.sendall(_READY)
     # The launcher exits as soon as it reads the status below: that must not count as going away.
     finished = threading.Event()
-    _exit_when_closed(conn.makefile("rb"), 1, [path], finished)
+    _exit_when_closed(conn.fileno(), 1, [path], finished)
     status = 0
     try:
         _run_harness()
