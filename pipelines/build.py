@@ -387,7 +387,7 @@ def build(config: BuildConfig, inputs: list[str], data_dir: Path, beam_args: lis
     memory.limit_malloc_arenas()  # before any worker process starts: they inherit it
     pipeline = runner.make_pipeline(beam_args)
     # The workers import while the graph is built and translated (pipelines/worker.py).
-    with worker.standby_workers(runner.local_worker_processes(pipeline.options)), runner.dofn_specs_memoized():
+    with worker.standby_workers(runner.local_worker_processes(pipeline.options)), runner.introspection_memoized():
         construct(pipeline, config, inputs, str(staging))
         transit.avoid_runner_flush_race()
         with memory.releasing_free_memory():

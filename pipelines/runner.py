@@ -11,7 +11,7 @@ Any other ``--runner`` (Dataflow, Flink, Spark, Prism, ...) is Beam's to create.
 
 Building and translating a build's graph took ~3.3 s on one core before any stage ran, three quarters
 of it in two of Beam's introspections that give the same answer every time they are asked:
-:class:`CachedViewOptions` and :func:`dofn_specs_memoized` ask each once (~1 s left).
+:class:`CachedViewOptions` and :func:`introspection_memoized` ask each once.
 
 Its translation writes the inputs of a Flatten that only a GroupByKey reads straight into the grouping,
 where Beam's gives the Flatten a stage of its own (:func:`sink_flattens_into_groups`): a 10k build's
@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import os
 import sys
+import types
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
@@ -39,7 +41,9 @@ from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.runners.portability.fn_api_runner import fn_runner, translations
 from apache_beam.runners.runner import PipelineRunner
 from apache_beam.runners.worker import bundle_processor
-from apache_beam.transforms import environments, userstate
+from apache_beam.transforms import core, environments, ptransform, userstate
+from apache_beam.transforms import util as transforms_util
+from apache_beam.typehints import decorators
 
 from pipelines.worker import DIRECT_RUNNER_NAMES
 
@@ -70,31 +74,58 @@ class CachedViewOptions(PipelineOptions):
         return state
 
 
-@contextlib.contextmanager
-def dofn_specs_memoized() -> Iterator[None]:
-    """While the block runs, Beam inspects each DoFn's methods for state and timer parameters once.
+# The modules that call ``get_signature`` by its own name.
+_SIGNATURE_USERS = (decorators, core, ptransform, transforms_util)
 
-    It asks six times per ``ParDo`` while building and translating the graph, each time calling
-    ``inspect.signature`` on every method of the DoFn (~1.2 s for a build's ~170 ParDos); a DoFn's
-    methods do not change in between. A worker asks twice for each DoFn it unpickles when it first
-    runs a stage (see :mod:`pipelines.worker`). Callers get their own copies of the sets. The DoFns stay
-    referenced until the block ends: the build's graph, or a worker's share of the build.
+
+@contextlib.contextmanager
+def introspection_memoized() -> Iterator[None]:
+    """While the block runs, Beam inspects each function's signature, and each DoFn's methods for state
+    and timer parameters, once.
+
+    Every ``ParDo`` Beam builds calls ``inspect.signature`` on every method of its DoFn (~35 of them,
+    ~8,000 calls for a build's ~190 ParDos), then asks for the DoFn's state and timer specs six times
+    while building and translating the graph, each time inspecting every method again (~1.2 s in all).
+    A worker does the same for each DoFn it unpickles when it first runs a stage (see
+    :mod:`pipelines.worker`). Neither answer changes in between: a function's signature is fixed when it
+    is defined (a bound method's is its function's without the first parameter), and so are a DoFn's
+    methods. Only functions and methods of functions are remembered (other callables can compute their
+    signature); :class:`inspect.Signature` is immutable, and callers get their own copies of the spec
+    sets. What is remembered stays referenced until the block ends: the build's graph, or a worker's
+    share of the build.
     """
-    original = userstate.get_dofn_specs
+    original_specs, original_signature = userstate.get_dofn_specs, decorators.get_signature
     seen: dict[int, tuple[Any, tuple[set, set]]] = {}  # the DoFn is held so that its id is not reused
+    signatures: dict[Any, inspect.Signature] = {}
 
     def get_dofn_specs(dofn: Any) -> tuple[set, set]:
         entry = seen.get(id(dofn))
         if entry is None or entry[0] is not dofn:
-            entry = seen[id(dofn)] = (dofn, original(dofn))
+            entry = seen[id(dofn)] = (dofn, original_specs(dofn))
         state_specs, timer_specs = entry[1]
         return set(state_specs), set(timer_specs)
 
+    def get_signature(func: Any) -> inspect.Signature:
+        if isinstance(func, types.FunctionType):
+            key: Any = func
+        elif isinstance(func, types.MethodType) and isinstance(func.__func__, types.FunctionType):
+            key = (types.MethodType, func.__func__)
+        else:
+            return original_signature(func)
+        signature = signatures.get(key)
+        if signature is None:
+            signature = signatures[key] = original_signature(func)
+        return signature
+
     userstate.get_dofn_specs = get_dofn_specs
+    for module in _SIGNATURE_USERS:
+        module.get_signature = get_signature
     try:
         yield
     finally:
-        userstate.get_dofn_specs = original
+        userstate.get_dofn_specs = original_specs
+        for module in _SIGNATURE_USERS:
+            module.get_signature = original_signature
 
 
 def _group_write_buffer(stage: translations.Stage) -> bytes | None:

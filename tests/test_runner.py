@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import pickle
 import shutil
 import sys
@@ -20,7 +21,9 @@ from apache_beam.options.pipeline_options import (
 from apache_beam.runners.portability import prism_runner
 from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
-from apache_beam.transforms import userstate
+from apache_beam.transforms import core, ptransform, userstate
+from apache_beam.transforms import util as transforms_util
+from apache_beam.typehints import decorators
 
 from pipelines import runner
 from tests.conftest import MULTI_PROCESS
@@ -109,7 +112,7 @@ class _Stateful(beam.DoFn):
 def _graph(with_shortcuts: bool) -> bytes:
     options = runner.CachedViewOptions([]) if with_shortcuts else PipelineOptions([])
     pipeline = beam.Pipeline(runner=FnApiRunner(), options=options)
-    with runner.dofn_specs_memoized() if with_shortcuts else contextlib.nullcontext():
+    with runner.introspection_memoized() if with_shortcuts else contextlib.nullcontext():
         keyed = pipeline | beam.Create([("a", 1), ("b", 2)]) | "Stateful" >> beam.ParDo(_Stateful())
         _ = keyed | beam.GroupByKey() | beam.MapTuple(lambda key, values: (key, sorted(values)))
         graph = pipeline.to_runner_api().SerializeToString(deterministic=True)
@@ -120,7 +123,7 @@ def _graph(with_shortcuts: bool) -> bytes:
 def test_dofn_specs_are_memoized_only_inside_the_block_and_give_beams_answers() -> None:
     original = userstate.get_dofn_specs
     stateful, stateless = _Stateful(), beam.DoFn()
-    with runner.dofn_specs_memoized():
+    with runner.introspection_memoized():
         assert userstate.get_dofn_specs is not original
         for dofn in (stateful, stateless, stateful):
             assert userstate.get_dofn_specs(dofn) == original(dofn)
@@ -128,6 +131,38 @@ def test_dofn_specs_are_memoized_only_inside_the_block_and_give_beams_answers() 
         userstate.get_dofn_specs(stateful)[0].clear()  # a caller's copy: the next caller still sees the spec
         assert userstate.get_dofn_specs(stateful)[0] == {_COUNT}
     assert userstate.get_dofn_specs is original
+
+
+class _Callable:
+    """A callable whose signature is computed: it must be asked again every time."""
+
+    def __init__(self, parameter: str):
+        self.parameter = parameter
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.Signature([inspect.Parameter(self.parameter, inspect.Parameter.POSITIONAL_OR_KEYWORD)])
+
+    def __call__(self, *args: object) -> None:
+        pass
+
+
+def test_signatures_are_memoized_for_functions_and_their_methods_only_inside_the_block() -> None:
+    original = decorators.get_signature
+    bound, other_instance = _Stateful().process, _Stateful().process
+    callable_object = _Callable("first")
+    with runner.introspection_memoized():
+        for module in (decorators, core, ptransform, transforms_util):
+            assert module.get_signature is not original
+        for func in (_Callable.__init__, bound, other_instance, len, callable_object):
+            assert core.get_signature(func) == original(func)
+        assert core.get_signature(bound) is core.get_signature(other_instance)  # one function, any instance
+        assert core.get_signature(_Callable.__init__) is core.get_signature(_Callable.__init__)
+        assert list(core.get_signature(bound).parameters) == ["item", "count"]  # bound: no self
+        callable_object.parameter = "second"
+        assert list(core.get_signature(callable_object).parameters) == ["second"]
+    for module in (decorators, core, ptransform, transforms_util):
+        assert module.get_signature is original
 
 
 def test_the_shortcuts_translate_a_graph_exactly_as_beam_does() -> None:

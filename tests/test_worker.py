@@ -27,10 +27,10 @@ def _role(_: object, forking_pid: int) -> str:
     return "forked" if psutil.Process().ppid() == forking_pid else "not a standby"
 
 
-def _dofn_inspection(_: object) -> str:
-    from apache_beam.transforms import userstate
+def _inspection(_: object) -> tuple[str, str]:
+    from apache_beam.transforms import core, userstate
 
-    return userstate.get_dofn_specs.__qualname__
+    return userstate.get_dofn_specs.__qualname__, core.get_signature.__qualname__
 
 
 def test_a_local_build_runs_its_bundles_in_the_standby_processes() -> None:
@@ -42,9 +42,11 @@ def test_a_local_build_runs_its_bundles_in_the_standby_processes() -> None:
             numbers = pipeline | beam.Create(range(200), reshuffle=True)
             roles = numbers | "Role" >> beam.Map(_role, forking.pid)
             assert_that(roles | "Roles" >> beam.Distinct(), equal_to(["forking", "forked"]))
-            # The harness runs with Beam's DoFn inspection memoized (see pipelines.runner).
-            inspection = numbers | "Inspection" >> beam.Map(_dofn_inspection) | "Inspections" >> beam.Distinct()
-            assert_that(inspection, equal_to(["dofn_specs_memoized.<locals>.get_dofn_specs"]), label="Memoized")
+            # The harness runs with Beam's introspection memoized (see pipelines.runner).
+            inspection = numbers | "Inspection" >> beam.Map(_inspection) | "Inspections" >> beam.Distinct()
+            memoized = ("introspection_memoized.<locals>.get_dofn_specs",
+                        "introspection_memoized.<locals>.get_signature")
+            assert_that(inspection, equal_to([memoized]), label="Memoized")
     assert worker.STANDBY_DIR_ENV not in os.environ
     assert not folder.exists()
     assert forking.returncode == 0
