@@ -266,8 +266,9 @@ def run_stage(docs: beam.PCollection, stage: DocStage) -> tuple[beam.PCollection
 
 
 class DedupKeys(beam.DoFn):
-    """Per document: its signature (main) and its (score, exact key); per bundle: its documents' LSH and
-    exact bucket entries, one list per bucket group (tagged ``bucket``).
+    """Per document: its signature (main) and its (score, exact key), each with the document's place in
+    the input (see :func:`_first_copy`); per bundle: its documents' LSH and exact bucket entries, one list
+    per bucket group (tagged ``bucket``).
 
     A document has 21 bucket entries; emitted one by one they were ~1.3 million records at 100k
     documents, each handled by Beam in the worker and decoded and re-encoded by the runner. Gathered per
@@ -292,13 +293,14 @@ class DedupKeys(beam.DoFn):
 
     def process(self, doc: Doc) -> Iterator[Any]:
         doc_id = doc["id"]
+        place = (doc["source"], doc["position"])
         normalized = dedup.normalize(doc["text"])
         exact = dedup.normalized_key(normalized)
-        yield TaggedOutput("member", (doc_id, (float(doc.get("quality_score") or 0.0), exact)))
+        yield TaggedOutput("member", (doc_id, (place, float(doc.get("quality_score") or 0.0), exact)))
         keys = [b"x" + exact.encode()] if self.config.exact else []
         if self.config.near:
             signature = self.signer.signature_of_normalized(normalized)
-            yield (doc_id, dedup.signature_bytes(signature))
+            yield (doc_id, (place, dedup.signature_bytes(signature)))
             keys += [b"b" + key for key in dedup.band_keys(signature, self.config.bands, self.config.rows)]
         for key in keys:
             self.buckets[dedup.bucket_group(key)].append(dedup.bucket_entry(key, doc_id))
@@ -312,10 +314,21 @@ class DedupKeys(beam.DoFn):
             yield TaggedOutput("bucket", GlobalWindows.windowed_value(group_entries))
 
 
+def _first_copy(values: Iterable[tuple]) -> tuple:
+    """Of the values the copies of one id sent, the first copy's (by source, then position), less its place.
+
+    Ids should be unique, but when they are not, the first copy is the one that stands for the id in the
+    clustering and is kept if its cluster keeps it; the others are rejected as ``duplicate_id``
+    (:func:`_apply_cluster`). Taking whichever copy's value arrived first made the result depend on the
+    runner's order, and let a later copy's text cluster the first one away.
+    """
+    return min(values)[1:]
+
+
 def _pair_with_first_signature(item: tuple[str, dict[str, list]]) -> Iterator[tuple[str, tuple]]:
     doc_id, groups = item
     if groups["sig"]:
-        signature = groups["sig"][0]
+        (signature,) = _first_copy(groups["sig"])
         for other in groups["edge"]:
             yield other, (doc_id, signature)
 
@@ -325,7 +338,7 @@ def _verified(threshold: float) -> Callable[[tuple[str, dict[str, list]]], Itera
         doc_id, groups = item
         if not groups["sig"]:
             return
-        signature = dedup.signature_from_bytes(groups["sig"][0])
+        signature = dedup.signature_from_bytes(*_first_copy(groups["sig"]))
         for other, other_signature in groups["edge"]:
             if dedup.estimated_jaccard(signature, dedup.signature_from_bytes(other_signature)) >= threshold:
                 yield other, doc_id
@@ -374,12 +387,15 @@ class ConnectedComponents(beam.PTransform):
         )
 
 
-def _with_roots(item: tuple[str, dict[str, list]]) -> Iterator[tuple[str, tuple[float, str, str]]]:
+Member = tuple[float, str, str]  # (quality score, id, exact key)
+
+
+def _with_roots(item: tuple[str, dict[str, list]]) -> Iterator[tuple[str, Member]]:
     doc_id, groups = item
     roots = groups["root"]
     if not groups["info"]:
         return
-    score, exact = groups["info"][0]
+    score, exact = _first_copy(groups["info"])
     if roots and groups["is_root"]:
         # Both a leaf and a root: the component did not converge within cc_rounds.
         yield TaggedOutput("unconverged", (("dedup", "cc_unconverged", ""), 1))
@@ -387,9 +403,26 @@ def _with_roots(item: tuple[str, dict[str, list]]) -> Iterator[tuple[str, tuple[
         yield (roots[0] if roots else doc_id), (score, doc_id, exact)
 
 
-def _cluster_decisions(item: tuple[str, Iterable[tuple[float, str, str]]]) -> Iterator[tuple[str, dict]]:
-    root, members = item
-    members = sorted(set(members), key=lambda m: m[1])
+def _cluster_decisions(exact_only: bool) -> Callable[[tuple[str, Iterable[Member]]], Iterator[tuple[str, dict]]]:
+    def decide(item: tuple[str, Iterable[Member]]) -> Iterator[tuple[str, dict]]:
+        root, members = item
+        members = sorted(set(members), key=lambda m: m[1])
+        if not exact_only:
+            yield from _decisions(root, members)
+            return
+        # No signature verifies exact-only edges, and a later copy of an id links the id to its own
+        # exact key: a cluster is the members that share one (as it always is when ids are unique).
+        classes: dict[str, list[Member]] = defaultdict(list)
+        for member in members:
+            classes[member[2]].append(member)
+        for same in classes.values():
+            yield from _decisions(same[0][1], same)
+
+    return decide
+
+
+def _decisions(root: str, members: list[Member]) -> Iterator[tuple[str, dict]]:
+    """One cluster's members, by id → each one's decision."""
     keeper = dedup.choose_keeper([(score, doc_id) for score, doc_id, _ in members])
     keeper_exact = next(exact for _, doc_id, exact in members if doc_id == keeper)
     for _, doc_id, exact in members:
@@ -402,7 +435,7 @@ def _cluster_decisions(item: tuple[str, Iterable[tuple[float, str, str]]]) -> It
 def _apply_cluster(item: tuple[str, dict[str, list]]) -> Iterator[Any]:
     doc_id, groups = item
     decision = groups["cluster"][0] if groups["cluster"] else None
-    # Input ids should be unique; if they are not, every copy is still accounted for.
+    # Input ids should be unique; if they are not, every copy is still accounted for (see _first_copy).
     docs = sorted(map(packed.unpack, groups["doc"]), key=lambda d: (d["source"], d["position"]))
     for copy_index, doc in enumerate(docs):
         doc["dup_cluster"] = decision["dup_cluster"] if decision else doc_id
@@ -458,7 +491,7 @@ class Deduplicate(beam.PTransform):
         decisions = (
             members.members
             | "GroupClusters" >> CheckedGroupByKey("dedup/clusters")
-            | "Decide" >> beam.FlatMap(_cluster_decisions)
+            | "Decide" >> beam.FlatMap(_cluster_decisions(exact_only=not cfg.near))
         )
         out = (
             {"doc": docs | "KeyDocs" >> beam.Map(lambda d: (d["id"], packed.pack(d))), "cluster": decisions}
@@ -535,8 +568,9 @@ class WriteShard(ReleasingDoFn):
 
     def process(self, item: tuple[int, Iterable[tuple[str, bytes]]], meta: dict, n_shards: int):
         bucket, docs = item
+        # The tokens settle the order of documents with the same id, which is otherwise the grouping's.
         ordered = [(doc_id, packed.unpack_ids(ids))
-                   for doc_id, ids in sorted(docs, key=lambda d: pack.order_key(d[0]))]
+                   for doc_id, ids in sorted(docs, key=lambda d: (pack.order_key(d[0]), d[1]))]
         packer = pack.pack_best_fit if self.config.best_fit else pack.pack_greedy
         rows = packer(ordered, self.config.seq_len, meta["eos_id"], meta["pad_id"])
         schema = shards.shard_schema(self.config.seq_len, meta["eos_id"], meta["pad_id"], meta["sha256"])

@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -143,6 +144,44 @@ def test_deduplicate_exact_only() -> None:
         assert_that(kept | "K" >> beam.Map(lambda d: d["id"]), equal_to(["a", "c"]), label="kept")
         assert_that(rejected | "R" >> beam.Map(lambda d: (d["id"], d["reason"])),
                     equal_to([("b", "exact_duplicate")]), label="rejected")
+
+
+UNRELATED = ("Quantum computers use qubits that can hold superpositions, and error correction "
+             "codes protect fragile states from noise in the laboratory. ") * 6
+
+
+@pytest.mark.parametrize("near", [True, False], ids=["near", "exact-only"])
+def test_deduplicate_lets_the_first_copy_of_a_repeated_id_stand_for_it(near: bool) -> None:
+    # Two sources with overlapping ids: the later "x" has y's text. It must neither decide x's cluster
+    # nor take y with it, whatever order the runner delivers the copies in.
+    docs = [
+        {**_doc("x", BASE), "source": "a.jsonl", "position": 7},
+        {**_doc("x", UNRELATED), "source": "b.jsonl", "position": 1},
+        {**_doc("y", UNRELATED), "source": "c.jsonl", "position": 1},
+        {**_doc("z", BASE.upper()), "source": "c.jsonl", "position": 2},
+    ]
+    for order in (docs, docs[::-1]):
+        with TestPipeline() as p:
+            kept, rejected, _ = p | beam.Create(order) | T.Deduplicate(DedupConfig(near=near))
+            assert_that(kept | "K" >> beam.Map(lambda d: (d["id"], d["source"], d["dup_cluster"])),
+                        equal_to([("x", "a.jsonl", "x"), ("y", "c.jsonl", "y")]), label="kept")
+            assert_that(rejected | "R" >> beam.Map(lambda d: (d["id"], d["source"], d["reason"])),
+                        equal_to([("x", "b.jsonl", "duplicate_id"), ("z", "c.jsonl", "exact_duplicate")]),
+                        label="rejected")
+
+
+def test_shards_order_documents_with_one_id_by_their_tokens(tmp_path: Path) -> None:
+    from pipelines import packed
+    from pipelines.pack import PackConfig
+
+    tokens = [("same", packed.pack_ids(np.array(ids, dtype=np.uint16))) for ids in ([5, 6], [3, 4, 5], [7])]
+    tokens.append(("other", packed.pack_ids(np.array([9, 9], dtype=np.uint16))))
+    meta = {"eos_id": 0, "pad_id": 1, "sha256": "0" * 64}
+    payloads = []
+    for order in (tokens, tokens[::-1], tokens[1:] + tokens[:1]):
+        (info,) = T.WriteShard(str(tmp_path), PackConfig(seq_len=4)).process((0, order), meta, 1)
+        payloads.append((tmp_path / info["path"].removeprefix("shards/")).read_bytes())
+    assert payloads[0] == payloads[1] == payloads[2]
 
 
 def test_connected_components_merges_chains() -> None:
