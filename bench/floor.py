@@ -10,10 +10,10 @@ implementation of the pipeline on this runner avoids:
   on up to 4,000 documents).
 * **per-document work**: the CPU seconds the per-document libraries need for the N-document build's
   documents. Each is measured in this process on documents drawn evenly from that build's corpus (best
-  of ``repeats``; CPU time, so the tokenizer's threads count) and multiplied by how many documents
-  reached the stage in that build's manifest: fastText ``predict`` (langid, every document), our quality
-  rules (no library to compare with), datasketch MinHash over the pipeline's shingles (dedup) and
-  ``encode_batch_fast`` (tokenize). Reading, PII, packing, writing and the runner's per-element cost
+  of ``repeats``; CPU time) and multiplied by how many documents reached the stage in that build's
+  manifest: fastText ``predict`` (langid, every document), our quality rules (no library to compare
+  with), datasketch MinHash over the pipeline's shingles (dedup) and ``encode_batch_fast`` on one thread,
+  as the build's workers run it (tokenize). Reading, PII, packing, writing and the runner's per-element cost
   count as zero.
 
 floor = fixed + per-document work / cores, as if every core were busy from the first second to the last.
@@ -94,6 +94,7 @@ def _kept(docs: list[dict], stage: DocStage) -> list[dict]:
 def stage_costs(docs: list[dict], repeats: int = 2) -> dict[str, StageCost]:
     """CPU seconds per stage's library work on ``docs``, each stage on the documents the one before kept."""
     from bench import stages as S
+    from pipelines import bpe
     from pipelines import transforms as T
     from pipelines.config import BuildConfig
 
@@ -110,11 +111,13 @@ def stage_costs(docs: list[dict], repeats: int = 2) -> dict[str, StageCost]:
     after_quality = _kept(after_langid, quality_stage)
     texts = [d["text"] for d in after_quality]
     payload = S.train_tokenizer(after_quality, config)
+    with bpe.tokenizers_parallelism(False):  # as a multi-process build's workers encode
+        encode_cpu_s = cpu(S.raw_encode(texts, payload, config.tokenizer.batch_size))
     return {
         "langid": StageCost(len(docs), cpu(S.raw_langid([d["text"] for d in docs]))),
         "quality": StageCost(len(after_langid), cpu(S.plain_stage(after_langid, quality_stage))),
         "dedup": StageCost(len(texts), cpu(S.raw_minhash(texts, config))),
-        "tokenize": StageCost(len(texts), cpu(S.raw_encode(texts, payload, config.tokenizer.batch_size))),
+        "tokenize": StageCost(len(texts), encode_cpu_s),
     }
 
 

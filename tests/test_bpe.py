@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -102,6 +103,34 @@ def test_training_is_deterministic(tokenizer) -> None:
     again = bpe.train_bpe(CORPUS, VOCAB).to_str()
     assert again == tokenizer.to_str()
     assert bpe.tokenizer_sha256(again) == bpe.tokenizer_sha256(tokenizer.to_str())
+
+
+def test_training_uses_the_thread_pool_where_encoding_does_not(tokenizer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(bpe.PARALLELISM_ENV, "false")  # as in a multi-process build's worker
+    during: list[str] = []
+
+    def texts():
+        during.append(os.environ[bpe.PARALLELISM_ENV])
+        yield from CORPUS
+
+    assert bpe.train_bpe(texts(), VOCAB).to_str() == tokenizer.to_str()
+    assert during == ["true"]
+    assert os.environ[bpe.PARALLELISM_ENV] == "false"
+
+
+@pytest.mark.parametrize("before", [None, "false", "true"])
+@pytest.mark.parametrize("enabled", [True, False])
+def test_tokenizers_parallelism_is_restored_after_the_block(
+    monkeypatch: pytest.MonkeyPatch, before: str | None, enabled: bool
+) -> None:
+    if before is None:
+        monkeypatch.delenv(bpe.PARALLELISM_ENV, raising=False)
+    else:
+        monkeypatch.setenv(bpe.PARALLELISM_ENV, before)
+    with pytest.raises(RuntimeError), bpe.tokenizers_parallelism(enabled):
+        assert os.environ.get(bpe.PARALLELISM_ENV, "true") == ("true" if enabled else "false")
+        raise RuntimeError("the block failed")
+    assert os.environ.get(bpe.PARALLELISM_ENV) == before
 
 
 def test_different_corpus_gives_different_tokenizer(tokenizer) -> None:

@@ -16,7 +16,7 @@ import psutil
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import runner, worker
+from pipelines import bpe, runner, worker
 from tests.conftest import MULTI_PROCESS
 
 
@@ -33,7 +33,12 @@ def _inspection(_: object) -> tuple[str, str]:
     return userstate.get_dofn_specs.__qualname__, core.get_signature.__qualname__
 
 
-def test_a_local_build_runs_its_bundles_in_the_standby_processes() -> None:
+def _tokenizers_parallelism(_: object) -> str:
+    return os.environ.get(bpe.PARALLELISM_ENV, "unset")
+
+
+def test_a_local_build_runs_its_bundles_in_the_standby_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(bpe.PARALLELISM_ENV, raising=False)
     pipeline = runner.make_pipeline([*MULTI_PROCESS, "--default_sdk_harness_log_level=ERROR"])
     assert runner.local_worker_processes(pipeline.options) == 2
     with worker.standby_workers(2) as forking:
@@ -47,6 +52,9 @@ def test_a_local_build_runs_its_bundles_in_the_standby_processes() -> None:
             memoized = ("introspection_memoized.<locals>.get_dofn_specs",
                         "introspection_memoized.<locals>.get_signature")
             assert_that(inspection, equal_to([memoized]), label="Memoized")
+            # Each worker encodes on its own thread: the workers already take every core.
+            parallelism = numbers | "Parallelism" >> beam.Map(_tokenizers_parallelism) | "Settings" >> beam.Distinct()
+            assert_that(parallelism, equal_to(["false"]), label="OneThreadEach")
     assert worker.STANDBY_DIR_ENV not in os.environ
     assert not folder.exists()
     assert forking.returncode == 0
