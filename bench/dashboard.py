@@ -3,7 +3,7 @@
 Writes four training runs through :class:`metrics.MetricsStore` exactly as the trainer does (seven train
 scalars per step, one part per ``--log-every`` steps, events and eval rows), a pipeline version, a fit and
 plans, then times what each page asks on every rerun, against the dashboard's incremental in-memory
-snapshot and against a fresh :func:`metrics.connect` over the Parquet glob. Target: under 1 s per page.
+snapshot and against a fresh :func:`metrics.connect` over its parts. Target: under 1 s per page.
 ``--data-home`` also times the Data page's manifest and Parquet reads on a real build's home.
 """
 

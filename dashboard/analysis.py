@@ -102,6 +102,17 @@ def frontiers(laws: dict[str, ChinchillaLaw], computes: np.ndarray, kaplan: bool
 PUBLISHED = {"Hoffmann 2022": HOFFMANN2022, "Besiroglu 2024": BESIROGLU2024}
 
 
+def _field(plan: pd.Series, name: str, default: float) -> float:
+    # A field one plan lacks is NaN once another plan in the table has it, and NaN is truthy: test, don't `or`.
+    value = plan.get(name)
+    return float(value) if pd.notna(value) else default
+
+
+def has_layout(plan: pd.Series) -> bool:
+    """Whether the plan has a parallel layout: a plan made without ``--gpus`` records none."""
+    return all(pd.notna(plan.get(k)) for k in ("tp", "pp", "dp"))
+
+
 def model_state_memory(plan: pd.Series) -> pd.DataFrame:
     """Per-GPU memory of weights, gradients and optimizer states for a plan's layout, and the rest of the
     planner's recorded total (activations, logits, buffers and overhead): columns part, gb.
@@ -109,8 +120,8 @@ def model_state_memory(plan: pd.Series) -> pd.DataFrame:
     Each GPU holds 1 / (TP x PP) of the model; ZeRO stage 1 shards optimizer states over the DP group,
     stage 2 also gradients, stage 3 also weights.
     """
-    params, tp, pp, dp = (float(plan.get(k, 1) or 1) for k in ("params", "tp", "pp", "dp"))
-    zero = int(plan.get("zero", 0) or 0)
+    params, tp, pp, dp = (_field(plan, k, 1.0) for k in ("params", "tp", "pp", "dp"))
+    zero = int(_field(plan, "zero", 0.0))
     shard = params / (tp * pp)
     parts = {
         "weights (bf16)": shard * BYTES_WEIGHTS / (dp if zero >= 3 else 1),

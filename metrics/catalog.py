@@ -248,10 +248,13 @@ def reasons(home: str | os.PathLike[str], version: str) -> list[str]:
 
 
 def languages(home: str | os.PathLike[str], version: str, kind: str) -> list[str]:
+    """Languages of a version's documents; none when langid did not run (the files have no ``lang``)."""
     files = _files(home, version, kind)
     if not files:
         return []
     con = duckdb.connect(":memory:")
+    if "lang" not in _columns(con, files):
+        return []
     return [r[0] for r in con.execute(
         "SELECT DISTINCT lang FROM read_parquet(?, union_by_name = true) WHERE lang IS NOT NULL ORDER BY 1",
         [files]).fetchall()]
@@ -262,7 +265,9 @@ def sample_documents(home: str | os.PathLike[str], version: str, kind: str = "do
     """Documents of a version, filtered by reject reason, language and a literal substring of the text.
 
     Columns: id, lang, quality_score, stage and reason (rejected only), text. Text comes back as stored:
-    showing it safely (escaped, never as HTML) is the caller's job.
+    showing it safely (escaped, never as HTML) is the caller's job. A version built without langid or quality
+    has no ``lang`` or ``quality_score`` in its files: those columns come back null (and a language filter
+    matches nothing).
     """
     if not 1 <= limit <= 500 or offset < 0:
         raise ValueError("limit must be in 1..500 and offset non-negative")
@@ -271,6 +276,7 @@ def sample_documents(home: str | os.PathLike[str], version: str, kind: str = "do
         return pd.DataFrame(columns=["id", "lang", "quality_score", "text"])
     con = duckdb.connect(":memory:")
     columns = _columns(con, files)
+    lang_column = _or_null(columns, "lang", "VARCHAR")
     extra = ", stage, reason" if kind == "rejected" and {"stage", "reason"} <= set(columns) else ""
     reason_filter = "AND reason = $reason" if extra and reason else ""
     params: dict[str, Any] = {"files": files, "lang": lang, "q": contains, "limit": limit, "offset": offset}
@@ -278,9 +284,16 @@ def sample_documents(home: str | os.PathLike[str], version: str, kind: str = "do
         params["reason"] = reason
     return con.execute(
         f"""
-        SELECT id, lang, quality_score{extra}, text FROM read_parquet($files, union_by_name = true)
-        WHERE ($lang IS NULL OR lang = $lang) AND contains(lower(text), lower($q)) {reason_filter}
+        SELECT id, {lang_column} AS lang, {_or_null(columns, "quality_score", "DOUBLE")} AS quality_score{extra},
+               text
+        FROM read_parquet($files, union_by_name = true)
+        WHERE ($lang IS NULL OR {lang_column} = $lang) AND contains(lower(text), lower($q)) {reason_filter}
         ORDER BY id LIMIT $limit OFFSET $offset
         """,
         params,
     ).df()
+
+
+def _or_null(columns: dict[str, str], name: str, sql_type: str) -> str:
+    """The column when the files have it, else a typed NULL: annotations exist only when their stage ran."""
+    return name if name in columns else f"NULL::{sql_type}"

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
-from metrics.store import SCHEMA, VIEWS, store_dir
+from metrics.store import SCHEMA, VIEWS, literal_path, readable_parts, store_dir
 
 # Pipeline stages in build order; stages the pipeline adds later sort after these, by name.
 STAGE_ORDER = ["read", "input", "langid", "quality", "dedup", "pii", "tokenize", "pack", "output"]
@@ -44,8 +44,7 @@ class Snapshot:
         columns = ", ".join(f"{f.name} {_duck_type(f.type)}" for f in SCHEMA)
         self._con.execute(f"CREATE TABLE metrics ({columns})")
         for name, sql in VIEWS.items():
-            if name != "metrics":
-                self._con.execute(f"CREATE VIEW {name} AS {sql}")
+            self._con.execute(f"CREATE VIEW {name} AS {sql}")
 
     def refresh(self) -> int:
         """Load parts written since the last refresh; returns how many were new."""
@@ -56,13 +55,16 @@ class Snapshot:
                 # keep showing rows that are gone.
                 self._con.execute("DELETE FROM metrics")
                 self._seen.clear()
-            new = sorted(current - self._seen)
-            if new:
+            new = current - self._seen
+            loadable = readable_parts(new)
+            if loadable:
                 names = ", ".join(f.name for f in SCHEMA)
                 self._con.execute(
-                    f"INSERT INTO metrics SELECT {names} FROM read_parquet(?, union_by_name = true)", [new]
+                    f"INSERT INTO metrics SELECT {names} FROM read_parquet(?, union_by_name = true)",
+                    [[literal_path(p) for p in loadable]],
                 )
-                self._seen.update(new)
+            # An unreadable part counts as seen too: it stays unreadable, and one warning about it is enough.
+            self._seen.update(new)
             return len(new)
 
     @property

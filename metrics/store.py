@@ -2,13 +2,16 @@
 
 Every row has the same schema (see :data:`SCHEMA` and docs/metrics.md): a long format where a
 measurement is ``(source, run, stage, step, name, key, value)``. Parts are written to a temporary
-name and renamed into place, because one half-written file would break every reader's glob.
+name, synced to disk and renamed into place, because one half-written file would break every reader;
+readers still skip (and warn about) a part they cannot read rather than fail on it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import uuid
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,7 +39,6 @@ SCHEMA = pa.schema(
 # Views are the query surface the dashboard and planner rely on; the SQL lives here so that the
 # schema and its readers change together.
 VIEWS = {
-    "metrics": "SELECT * FROM read_parquet({glob}, union_by_name = true)",
     "pipeline_counts": (
         "SELECT ts, run AS version, stage, name, key AS reason, value::BIGINT AS n "
         "FROM metrics WHERE source = 'pipeline' AND name IN ('in', 'kept', 'rejected', 'dead_letter')"
@@ -99,23 +101,59 @@ class MetricsStore:
         folder.mkdir(parents=True, exist_ok=True)
         name = f"part-{stamp.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:12]}.parquet"
         tmp = folder / f".{name}.tmp"
-        pq.write_table(table, tmp)
+        # Without the syncs a power cut can leave the rename on disk but not the data: a 0-byte part.
+        with open(tmp, "wb") as handle:
+            pq.write_table(table, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         final = folder / name
         os.replace(tmp, final)
+        _fsync_dir(folder)
         return final
 
 
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def readable_parts(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """``paths`` whose Parquet footer reads, sorted; each other one is warned about and left out, so one
+    damaged part (a crash can leave a 0-byte one) does not take every other part down with it."""
+    out = []
+    for path in sorted(str(p) for p in paths):
+        try:
+            pq.read_metadata(path)
+        except (OSError, pa.ArrowException) as exc:
+            warnings.warn(f"metrics store: skipping unreadable part {path}: {exc}", RuntimeWarning, stacklevel=2)
+        else:
+            out.append(path)
+    return out
+
+
+_GLOB_SYNTAX = re.compile(r"([*?\[])")
+
+
+def literal_path(path: str) -> str:
+    """``path`` as DuckDB's read_parquet reads it literally: it globs every path it is given, even one in a
+    list, so ``*``, ``?`` and ``[`` (in a home named ``h[1]``, say) each become a one-character class."""
+    return _GLOB_SYNTAX.sub(r"[\1]", path)
+
+
 def connect(home: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the store's views; empty views when nothing is stored."""
+    """An in-memory DuckDB connection with the store's views over the parts present now (connect again to
+    see later ones); empty views when nothing is stored."""
     con = duckdb.connect(":memory:")
-    root = store_dir(home)
-    parts = sorted(root.glob("*/part-*.parquet"))
+    parts = readable_parts(store_dir(home).glob("*/part-*.parquet"))
     if parts:
-        glob = "'" + str(root / "*" / "part-*.parquet").replace("'", "''") + "'"
-        con.execute(f"CREATE VIEW metrics AS {VIEWS['metrics'].format(glob=glob)}")
+        # A view cannot take bound parameters: the paths are SQL string literals, quotes doubled.
+        files = ", ".join("'" + literal_path(p).replace("'", "''") + "'" for p in parts)
+        con.execute(f"CREATE VIEW metrics AS SELECT * FROM read_parquet([{files}], union_by_name = true)")
     else:
         con.register("metrics", SCHEMA.empty_table())
     for name, sql in VIEWS.items():
-        if name != "metrics":
-            con.execute(f"CREATE VIEW {name} AS {sql}")
+        con.execute(f"CREATE VIEW {name} AS {sql}")
     return con

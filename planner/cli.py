@@ -9,12 +9,13 @@ Exit codes: 0 success, 2 bad input (bad flags, unreadable or unfittable runs, no
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -281,19 +282,45 @@ def _estimate_json(e: lay.Estimate, seq: int) -> dict[str, Any]:
     }
 
 
+GPU_COUNT_LIMIT = 2**20
+
+
+def _counts_above(gpus: int, per_node: int) -> list[int]:
+    """GPU counts above ``gpus`` that a cluster is built from, ascending: a part of one node that divides it, then
+    whole nodes, up to :data:`GPU_COUNT_LIMIT`."""
+    partial = [k for k in range(gpus + 1, per_node) if per_node % k == 0]
+    return partial + list(range((gpus // per_node + 1) * per_node, GPU_COUNT_LIMIT + 1, per_node))
+
+
+def _doubling_positions(n: int) -> Iterator[int]:
+    """0, 1, 3, 7, ... below ``n``, then ``n - 1``: positions a galloping search probes."""
+    position = 0
+    while position < n - 1:
+        yield position
+        position = 2 * position + 1
+    if n:
+        yield n - 1
+
+
 def closest_fitting_gpus(work: lay.Workload, gpu: Gpu, gpus: int, global_batch: int | None,
                          batch_target: float | None) -> int | None:
-    """The smallest GPU count above ``gpus`` (doubling, then node multiples) with a layout that fits, if any."""
+    """The smallest GPU count above ``gpus`` (a part of a node, or whole nodes) with a layout that fits, if any.
+
+    Counts are probed at doubling positions of the ascending list until one fits, then tried in ascending order
+    from the start, so the search costs about (answer / GPUs per node) layout searches. Fitting is not monotone
+    in the count (divisors decide which TP x PP splits exist), hence the ascending pass; a model none of the
+    probes fits gets None rather than a scan of every count up to the limit."""
     restricted = lay.Constraints(recompute="full", micro_batch=1, interleave=1)
-    tried = set()
-    for k in range(1, 21):
-        for g in (gpus * 2**k, math.ceil(gpus * 1.5**k / gpu.gpus_per_node) * gpu.gpus_per_node):
-            if g in tried or g > 2**20:
-                continue
-            tried.add(g)
-            found = lay.search(work, gpu, g, global_batch, batch_target, restricted)
-            if found and found[0].feasible:
-                return g
+    counts = _counts_above(gpus, gpu.gpus_per_node)
+
+    @functools.cache
+    def fits(g: int) -> bool:
+        found = lay.search(work, gpu, g, global_batch, batch_target, restricted)
+        return bool(found) and found[0].feasible
+
+    for probe in _doubling_positions(len(counts)):
+        if fits(counts[probe]):
+            return next(g for g in counts[: probe + 1] if fits(g))
     return None
 
 
@@ -301,7 +328,7 @@ def _no_layout_message(work: lay.Workload, gpu_name: str, gpu: Gpu, gpus: int, e
                        global_batch: int | None, batch_target: float | None, catalogue: dict[str, Gpu]) -> str:
     if not estimates:
         head = f"no valid layout of {gpus} GPUs for this model (TP must divide {work.shape.heads} heads and " \
-               f"stay within a {gpu.gpus_per_node}-GPU node, PP at most {work.shape.layers} layers" + \
+               f"the {gpu.gpus_per_node}-GPU node, PP at most {work.shape.layers} layers" + \
                (f", and DP x micro-batch must divide the global batch {global_batch})" if global_batch else ")")
     else:
         best = min(estimates, key=lambda e: e.memory["total"])

@@ -135,12 +135,13 @@ def check(work: Workload, gpu: Gpu, layout: Layout) -> None:
         raise LayoutError(f"zero must be one of {ZERO_STAGES}, got {lay.zero}")
     if lay.recompute not in RECOMPUTE:
         raise LayoutError(f"recompute must be one of {RECOMPUTE}, got {lay.recompute!r}")
-    if lay.tp > gpu.gpus_per_node:
-        raise LayoutError(f"tp {lay.tp} spans nodes of {gpu.gpus_per_node} GPUs; tensor parallelism stays inside "
-                          f"a node: closest valid tp {_nearest_divisor(s.n_kv_heads, lay.tp, gpu.gpus_per_node)}")
+    if gpu.gpus_per_node % lay.tp:
+        # A TP group priced at NVLink speed must sit inside one node, so the groups must tile the node exactly.
+        raise LayoutError(f"tp {lay.tp} spans nodes of {gpu.gpus_per_node} GPUs (tp must divide the node): "
+                          f"closest valid tp {_nearest_tp(s, gpu, lay.tp)}")
     if s.heads % lay.tp or s.n_kv_heads % lay.tp:
         raise LayoutError(f"tp {lay.tp} does not divide {s.heads} heads / {s.n_kv_heads} key-value heads: "
-                          f"closest valid tp {_nearest_divisor(s.n_kv_heads, lay.tp, gpu.gpus_per_node)}")
+                          f"closest valid tp {_nearest_tp(s, gpu, lay.tp)}")
     if lay.pp > s.layers:
         raise LayoutError(f"pp {lay.pp} exceeds {s.layers} layers: closest valid pp {s.layers}")
     if lay.interleave > 1:
@@ -152,9 +153,13 @@ def check(work: Workload, gpu: Gpu, layout: Layout) -> None:
         raise LayoutError("sequence parallelism needs tp > 1")
 
 
-def _nearest_divisor(n: int, want: int, cap: int) -> int:
-    options = [d for d in range(1, min(n, cap) + 1) if n % d == 0]
-    return min(options, key=lambda d: (abs(d - want), d))
+def _valid_tps(s: ModelShape, gpu: Gpu) -> list[int]:
+    """TP degrees that tile a node exactly and divide the query and key/value heads."""
+    return [t for t in _divisors(gpu.gpus_per_node) if s.heads % t == 0 and s.n_kv_heads % t == 0]
+
+
+def _nearest_tp(s: ModelShape, gpu: Gpu, want: int) -> int:
+    return min(_valid_tps(s, gpu), key=lambda t: (abs(t - want), t))
 
 
 def _activation_bytes_per_layer(work: Workload, lay: Layout) -> tuple[float, float]:
@@ -329,15 +334,16 @@ class Constraints:
 
 def candidates(work: Workload, gpu: Gpu, gpus: int, global_batch: int | None, batch_target: float | None = None,
                fixed: Constraints = Constraints()) -> list[Layout]:
-    """Every valid layout on ``gpus`` GPUs: TP inside a node dividing the (kv) heads, any PP up to the layer count
+    """Every valid layout on ``gpus`` GPUs: TP dividing the node size and the (kv) heads, any PP up to the layer count
     (uneven stages allowed, the largest sets the pace), DP the rest; micro-batch, ZeRO, recompute, SP, interleave.
 
     With ``global_batch`` the batch is exact (it must split into dp x micro_batch x grad_accum); with
     ``batch_target`` (sequences) the grad accumulation is the nearest whole number to the target instead.
     """
     s = work.shape
-    tps = [t for t in _divisors(gpus) if t <= gpu.gpus_per_node and s.heads % t == 0 and s.n_kv_heads % t == 0]
+    tps = [t for t in _valid_tps(s, gpu) if gpus % t == 0]
     out = []
+    zero_without_dp = False
     for t in tps if fixed.tp is None else [fixed.tp]:
         if gpus % t:
             continue
@@ -367,10 +373,15 @@ def candidates(work: Workload, gpu: Gpu, gpus: int, global_batch: int | None, ba
                         (t > 1,) if fixed.sequence_parallel is None else [fixed.sequence_parallel],
                         vs if fixed.interleave is None else [fixed.interleave]):
                     if zero > 0 and d == 1:
+                        zero_without_dp = True
                         continue  # nothing to shard over
                     if zero == 0 and d > 1 and fixed.zero is None:
                         continue  # ZeRO-1 moves the same bytes with more overlap and holds less: 0 is dominated
                     out.append(Layout(d, t, p, b, m, zero, rec, sp, v))
+    if not out and zero_without_dp:
+        # Only the user's ZeRO stage stood in the way; saying so beats blaming heads or the batch.
+        raise LayoutError(f"ZeRO shards over data-parallel ranks: zero {fixed.zero} needs dp > 1, and every "
+                          f"layout left has dp 1 (use zero 0, or smaller tp x pp to leave GPUs for dp)")
     return out
 
 

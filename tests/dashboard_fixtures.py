@@ -164,3 +164,28 @@ def make_populated(built: Path, target: Path) -> Path:
     child.mkdir()
     (child / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return target
+
+
+def write_unannotated_version(home: Path, version: str = "v-dedup") -> str:
+    """A published version built with ``--stages dedup`` only: its documents have no ``lang`` or
+    ``quality_score`` column, as the pipeline writes an annotation only when its stage ran."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = home / "data" / "versions" / version
+    for sub in ("docs", "rejected"):
+        (folder / sub).mkdir(parents=True)
+    common = {"source": ["corpus.jsonl"], "dup_cluster": ["doc-a"]}
+    pq.write_table(pa.table({"id": ["doc-a"], "text": ["kept text"], **common, "position": [0],
+                             "dup_cluster_size": [2]}), folder / "docs" / "part-0.parquet")
+    pq.write_table(pa.table({"id": ["doc-b"], "text": ["kept text"], **common, "position": [1],
+                             "dup_cluster_size": [2], "stage": ["dedup"], "reason": ["duplicate"]}),
+                   folder / "rejected" / "part-0.parquet")
+    manifest = {"version": version, "parent": None, "created_at": "2026-01-01T00:00:00+00:00",
+                "config": {"stages": ["dedup"]}, "counts": {"input": 2, "kept": 1, "rejected": 1, "dead_letter": 0},
+                "shards": []}
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (home / "data" / "LATEST").write_text(version + "\n", encoding="utf-8")
+    return version

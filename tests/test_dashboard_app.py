@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from metrics import connect
-from tests.dashboard_fixtures import HOSTILE_ID, HOSTILE_TEXT, make_populated
+from metrics import catalog, connect
+from planner.cli import main as planner
+from tests.dashboard_fixtures import HOSTILE_ID, HOSTILE_TEXT, make_populated, write_unannotated_version
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 PAGES = ["pages/data.py", "pages/training.py", "pages/planning.py"]
@@ -144,3 +145,30 @@ def test_planning_page(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     at.selectbox(key="plan").select("plan-6e21").run()
     assert not at.exception
     assert any(m.value == "128 × h100" for m in at.metric)
+
+
+def test_planning_page_with_a_plan_made_without_gpus(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Once one plan has a layout, a plan without --gpus has NaN in its layout columns; it is the newest, so
+    # the page opens on it.
+    assert planner(["--compute", "6e21", "--gpus", "128", "--home", str(tmp_path)]) == 0
+    assert planner(["--compute", "1e21", "--home", str(tmp_path)]) == 0
+    at = open_page(monkeypatch, tmp_path, PAGES[2])
+    assert any("No layout (plan made without --gpus)" in i.value for i in at.info)
+    assert any(m.value == "- × -" for m in at.metric)
+    planned = next(p for p in at.selectbox(key="plan").options if p != at.selectbox(key="plan").value)
+    at.selectbox(key="plan").select(planned).run()
+    assert not at.exception
+    assert not any("No layout" in i.value for i in at.info)
+    assert any(m.value == "128 × h100" for m in at.metric)
+
+
+def test_data_page_of_a_version_built_without_langid_or_quality(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    version = write_unannotated_version(tmp_path)
+    assert catalog.languages(tmp_path, version, "docs") == []
+    at = open_page(monkeypatch, tmp_path, PAGES[0])
+    assert at.selectbox(key="doc_lang").options == ["(any)"]
+    assert [t.value for t in at.text] == ["doc-a"]
+    at.radio(key="doc_kind").set_value("rejected").run()
+    assert not at.exception
+    assert [t.value for t in at.text] == ["doc-b · dedup: duplicate"]

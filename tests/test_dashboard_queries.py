@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from metrics import MetricRow, MetricsStore, catalog, connect, queries
-from tests.dashboard_fixtures import HOSTILE_TEXT, make_populated, write_run
+from tests.dashboard_fixtures import HOSTILE_TEXT, make_populated, write_run, write_unannotated_version
 
 INJECTIONS = ["x' OR 1=1 --", "'; DROP TABLE metrics; --", "%", "run-a' --", "\\", "\x00"]
 
@@ -226,6 +226,19 @@ def test_sample_documents_filters(home: Path, version: str) -> None:
     assert not set(page1["id"]) & set(page2["id"])
     with pytest.raises(ValueError):
         catalog.sample_documents(home, version, limit=10_000)
+
+
+def test_documents_of_a_version_built_without_langid_or_quality(tmp_path: Path) -> None:
+    version = write_unannotated_version(tmp_path)
+    assert catalog.languages(tmp_path, version, "docs") == catalog.languages(tmp_path, version, "rejected") == []
+    docs = catalog.sample_documents(tmp_path, version, "docs")
+    assert list(docs.columns) == ["id", "lang", "quality_score", "text"] and list(docs["id"]) == ["doc-a"]
+    assert docs["lang"].isna().all() and docs["quality_score"].isna().all()
+    rejected = catalog.sample_documents(tmp_path, version, "rejected", reason="duplicate")
+    assert list(rejected.columns) == ["id", "lang", "quality_score", "stage", "reason", "text"]
+    assert list(rejected["id"]) == ["doc-b"]
+    # No document has a language, so a language filter matches none.
+    assert catalog.sample_documents(tmp_path, version, "docs", lang="en").empty
 
 
 def test_scalar_names_lists_documented_curves_first(tmp_path: Path) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 
 from metrics import SCHEMA, MetricRow, MetricsStore, connect, store_dir
+from metrics.queries import Snapshot
 
 TS = datetime(2024, 5, 1, 12, 30, 0, tzinfo=UTC)
 
@@ -159,10 +164,69 @@ def test_home_with_quote_in_path(tmp_path: Path) -> None:
     assert con.execute("SELECT count(*) FROM train_scalars").fetchone() == (3,)
 
 
-def test_view_sees_parts_appended_after_connect(tmp_path: Path) -> None:
+def test_connect_reads_the_parts_present_when_it_was_made(tmp_path: Path) -> None:
     store = MetricsStore(tmp_path)
     store.append(PIPELINE_ROWS[:1])
     con = connect(tmp_path)
     store.append(PIPELINE_ROWS[1:2])
-    # The view re-reads the glob, so a later part is visible without reconnecting.
-    assert con.execute("SELECT count(*) FROM metrics").fetchone() == (2,)
+    # The view names its part files (a glob would read the home's own path as a pattern): reconnect to see more.
+    assert con.execute("SELECT count(*) FROM metrics").fetchone() == (1,)
+    assert connect(tmp_path).execute("SELECT count(*) FROM metrics").fetchone() == (2,)
+
+
+def _count(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute("SELECT count(*) FROM metrics").fetchone()[0]
+
+
+def _snapshot_count(home: Path) -> int:
+    snapshot = Snapshot(home)
+    snapshot.refresh()
+    return _count(snapshot.cursor())
+
+
+@pytest.mark.parametrize("name, sibling", [("h*", "hx"), ("h?", "hy"), ("h[1]", "h1")])
+def test_glob_syntax_in_the_home_is_read_literally(tmp_path: Path, name: str, sibling: str) -> None:
+    home = tmp_path / name
+    MetricsStore(home).append(TRAINER_ROWS)
+    # A copy of the home (the same part names) next to it, which its path would match as a pattern, plus more.
+    shutil.copytree(home, tmp_path / sibling)
+    MetricsStore(tmp_path / sibling).append(PIPELINE_ROWS)
+    assert _count(connect(home)) == _snapshot_count(home) == len(TRAINER_ROWS)
+
+
+def test_append_syncs_the_part_before_the_rename_and_the_folder_after(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[tuple[str, str]] = []
+    fsync, replace = os.fsync, os.replace
+
+    def record_fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    def record_replace(src: Path, dst: Path) -> None:
+        events.append(("replace", str(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", record_fsync)
+    monkeypatch.setattr(os, "replace", record_replace)
+    path = MetricsStore(tmp_path).append(PIPELINE_ROWS, ts=TS)
+    assert path is not None
+    assert events == [("fsync", str(path.parent / f".{path.name}.tmp")), ("replace", str(path)),
+                      ("fsync", str(path.parent))]
+
+
+def test_an_unreadable_part_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    MetricsStore(tmp_path).append(TRAINER_ROWS)
+    # What a rename that reached the disk before the data leaves after a power cut.
+    empty = store_dir(tmp_path) / "planner" / "part-20240501T000000000000-deadbeef0000.parquet"
+    empty.parent.mkdir()
+    empty.touch()
+    with pytest.warns(RuntimeWarning, match=f"skipping unreadable part {empty}"):
+        assert _count(connect(tmp_path)) == len(TRAINER_ROWS)
+    snapshot = Snapshot(tmp_path)
+    with pytest.warns(RuntimeWarning, match="0 bytes"):
+        assert snapshot.refresh() == 2
+    assert _count(snapshot.cursor()) == len(TRAINER_ROWS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert snapshot.refresh() == 0  # warned once, not on every refresh

@@ -11,7 +11,7 @@ import pytest
 
 from metrics.store import connect
 from planner import layout as L
-from planner.cli import main
+from planner.cli import closest_fitting_gpus, main
 from planner.hardware import CATALOGUE, HardwareError, get_gpu, load_catalogue
 from planner.laws import (
     HOFFMANN2022,
@@ -253,6 +253,40 @@ def test_layout_validity_messages() -> None:
         L.check(work, H100, L.Layout(1, 1, 4, 1, 6, interleave=2, sequence_parallel=False))
 
 
+def test_tp_must_tile_a_node() -> None:
+    # 120 heads divide by 3, 5 and 6, none of which divides an 8-GPU node: such TP groups straddle nodes, yet
+    # the model prices TP at NVLink speed, so neither the search nor an explicit layout may use them.
+    work = L.Workload(ModelShape(32, 7680, 120, 20480, 32000), 4096)
+    assert {lay.tp for lay in L.candidates(work, H100, 72, None, batch_target=1024)} == {1, 2, 4, 8}
+    with pytest.raises(L.LayoutError, match="spans nodes of 8 GPUs .*closest valid tp 4"):
+        L.check(work, H100, L.Layout(12, 6, 1, 1, 1))
+    with pytest.raises(L.LayoutError, match="closest valid tp 4"):
+        L.check(work, H100, L.Layout(24, 5, 1, 1, 1))
+
+
+def test_plan_never_picks_a_tp_that_straddles_nodes(capsys) -> None:
+    assert main(["--compute", "1e26", "--gpus", "72", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["layout"]["tp"] in (1, 2, 4, 8)
+    assert all(r["layout"]["tp"] in (1, 2, 4, 8) for r in plan["runners_up"])
+
+
+def _fits(work: L.Workload, gpus: int, batch_target: float) -> bool:
+    found = L.search(work, H100, gpus, None, batch_target, L.Constraints(recompute="full", micro_batch=1, interleave=1))
+    return bool(found) and found[0].feasible
+
+
+def test_closest_fitting_gpus_is_the_smallest_count_that_fits() -> None:
+    big = L.Workload(shape_for(HOFFMANN2022.optimal(1e26)[0]), 4096)
+    # Whole nodes above 8, in order: 72 is the first that fits (doubling from 8 jumped to 128).
+    assert next(g for g in range(16, 1025, 8) if _fits(big, g, 4096)) == 72
+    assert closest_fitting_gpus(big, H100, 8, None, 4096) == 72
+    # Below a node, the counts that divide it: a 13B model fits on 3 GPUs too, but 3 is no share of a node.
+    mid = L.Workload(ModelShape(40, 5120, 40, 13824, 32000), 2048)
+    assert [g for g in (2, 3, 4) if _fits(mid, g, 512)] == [3, 4]
+    assert closest_fitting_gpus(mid, H100, 1, None, 512) == 4
+
+
 def test_search_space_is_valid_and_ranked() -> None:
     work = L.Workload(ModelShape(32, 4096, 32, 16384, 32000, mlp="gelu"), 2048)
     estimates = L.search(work, H100, 64, global_batch=512)
@@ -412,6 +446,14 @@ def test_layout_cli_evaluates_and_searches(capsys) -> None:
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "Runner-up layouts" in text and "why it lost" in text and "memory" in text
+
+
+@pytest.mark.parametrize("fixed", [["--dp", "1"], ["--tp", "8"]])
+def test_layout_with_zero_but_no_dp_says_why(fixed: list[str], capsys) -> None:
+    argv = ["layout", "--layers", "32", "--hidden", "4096", "--heads", "32", "--seq", "2048", "--gpus", "8",
+            "--global-batch", "64", "--zero", "1"]
+    assert main(argv + fixed) == 2
+    assert "ZeRO shards over data-parallel ranks: zero 1 needs dp > 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -187,8 +187,12 @@ if in_catalog:
     if docs.empty:
         st.caption("No document matches.")
     for row in docs.to_dict("records"):
-        score = row["quality_score"]
-        label = f"{row['id']} · {row['lang']}" + ("" if pd.isna(score) else f" · quality {score:.2f}")
+        label = str(row["id"])
+        # Null when the version was built without the langid or quality stage.
+        if pd.notna(row["lang"]):
+            label += f" · {row['lang']}"
+        if pd.notna(row["quality_score"]):
+            label += f" · quality {row['quality_score']:.2f}"
         if "reason" in row:
             label += f" · {row['stage']}: {row['reason']}"
         # Document text and ids are untrusted: st.text and st.code show them verbatim, never as HTML or Markdown.

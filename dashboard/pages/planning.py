@@ -196,6 +196,12 @@ def number(field: str, fmt: str = "") -> str:
     return format(value, fmt)
 
 
+def label(field: str) -> str:
+    """A text plan field for display; "-" where this plan has none (a plan without --gpus has no GPU type)."""
+    value = plan.get(field)
+    return value if isinstance(value, str) else "-"
+
+
 cols = st.columns(5)
 cols[0].metric("Parameters N", number("params"))
 cols[1].metric("Tokens D", number("tokens"))
@@ -203,23 +209,33 @@ cols[2].metric("Predicted loss", number("loss", ".3f"))
 cols[3].metric("Days", number("days", ".2f"))
 cols[4].metric("GPU-hours", number("gpu_hours", ",.0f"))
 cols = st.columns(5)
-cols[0].metric("GPUs", f"{number('gpus', '.0f')} × {plan.get('gpu', '-')}")
+cols[0].metric("GPUs", f"{number('gpus', '.0f')} × {label('gpu')}")
 cols[1].metric("DP × TP × PP", f"{number('dp', '.0f')} × {number('tp', '.0f')} × {number('pp', '.0f')}")
-cols[2].metric("ZeRO / recompute", f"{number('zero', '.0f')} / {plan.get('recompute', '-')}")
+cols[2].metric("ZeRO / recompute", f"{number('zero', '.0f')} / {label('recompute')}")
 cols[3].metric("MFU / HFU", f"{number('mfu', '.0%')} / {number('hfu', '.0%')}")
 cols[4].metric("Step time (s)", number("step_time_s", ".2f"))
 
+
+def memory_per_gpu() -> None:
+    """The chosen plan's memory breakdown; a plan without a layout has none to break down."""
+    if not analysis.has_layout(plan):
+        st.info("No layout (plan made without --gpus): memory per GPU depends on the DP × TP × PP split. "
+                f"`planner --compute {number('compute', 'g')} --gpus N` plans one.")
+        return
+    memory = analysis.model_state_memory(plan)
+    chart = alt.Chart(memory).mark_bar().encode(x=alt.X("sum(gb):Q", title="GiB per GPU"),
+                                                color=alt.Color("part:N", title=None), tooltip=["part", "gb"])
+    st.altair_chart(chart, width="stretch")
+    st.caption("Model states follow from the plan's size and layout (2 + 2 + 12 bytes per parameter, sharded by "
+               "TP × PP and by ZeRO over DP); the rest is the planner's recorded total minus those.")
+    if (memory["gb"] < 0).any():
+        st.warning("The recorded total is smaller than the model states alone: the planner assumed other "
+                   "precisions or sharding than this breakdown.")
+    download(memory, f"memory-{chosen}", "memory")
+
+
 st.subheader("Memory per GPU")
-memory = analysis.model_state_memory(plan)
-chart = alt.Chart(memory).mark_bar().encode(x=alt.X("sum(gb):Q", title="GiB per GPU"),
-                                            color=alt.Color("part:N", title=None), tooltip=["part", "gb"])
-st.altair_chart(chart, width="stretch")
-st.caption("Model states follow from the plan's size and layout (2 + 2 + 12 bytes per parameter, sharded by "
-           "TP × PP and by ZeRO over DP); the rest is the planner's recorded total minus those.")
-if (memory["gb"] < 0).any():
-    st.warning("The recorded total is smaller than the model states alone: the planner assumed other "
-               "precisions or sharding than this breakdown.")
-download(memory, f"memory-{chosen}", "memory")
+memory_per_gpu()
 
 st.subheader("Compare saved plans")
 compare = st.multiselect("Plans", list(shown["id"]), default=list(shown["id"])[:3], key="compare_plans")
