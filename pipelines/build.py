@@ -44,22 +44,34 @@ from pipelines.transit import CheckedGroupByKey
 from pipelines.versions import summary
 
 STAGING = ".staging"
+OWNER = "owner.json"  # in a staging directory: the build writing it (see _owner_dead)
 STALE_STAGING_SECONDS = 7 * 24 * 3600
 
 
 def expand_inputs(spec: str) -> list[str]:
-    """Comma-separated files, globs or directories → sorted, de-duplicated file paths."""
+    """Comma-separated files, globs or directories → sorted, de-duplicated file paths.
+
+    A directory's hidden (``.``) and ``_`` files are skipped, as Spark, Hadoop and Arrow readers skip
+    them: they are the writers' bookkeeping (``_SUCCESS``, ``.part-00000.parquet.crc``), not data.
+    """
     paths: set[str] = set()
     for pattern in (p.strip() for p in spec.split(",")):
         if not pattern:
             continue
-        if os.path.isdir(pattern):
+        directory = os.path.isdir(pattern)
+        if directory:
             pattern = os.path.join(pattern, "*")
         matches = FileSystems.match([pattern])[0].metadata_list
         files = [m.path if "://" in m.path else os.path.abspath(m.path)
-                 for m in matches if not os.path.isdir(m.path)]
+                 for m in matches if not os.path.isdir(m.path)
+                 and not (directory and os.path.basename(m.path).startswith((".", "_")))]
         if not files:
-            raise FileNotFoundError(f"no input files match {pattern!r}")
+            skipped = " (hidden and _ files skipped)" if directory else ""
+            raise FileNotFoundError(f"no input files match {pattern!r}{skipped}")
+        for path in files:
+            # Beam's coders and the Parquet `source` column need UTF-8; such a name would crash the build.
+            if readers.has_lone_surrogate(path):
+                raise ValueError(f"{path!r}: file name is not valid UTF-8; rename the file")
         paths.update(files)
     return sorted(paths)
 
@@ -251,15 +263,33 @@ def _ensure_parquet(folder: Path, schema) -> None:
         (folder / "part-00000-of-00001.parquet").write_bytes(T.parquet_bytes([], schema))
 
 
-def content_digest(staging: Path, config: dict, inputs: list) -> str:
+def staged_checksums(staging: Path) -> dict[str, str]:
+    """sha256 of every file the version will publish, by path relative to ``staging``, in digest order."""
+    return {str(path.relative_to(staging)): shards.sha256_file(path)
+            for path in sorted(p for p in staging.rglob("*") if p.is_file() and p != staging / OWNER)}
+
+
+def content_digest(checksums: dict[str, str], config: dict, inputs: list) -> str:
     """A digest over every published file and the build's config and inputs: the version name."""
     import hashlib
 
     digest = hashlib.sha256()
     digest.update(json.dumps({"config": config, "inputs": inputs}, sort_keys=True).encode())
-    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(staging)).encode() + b"\0" + shards.sha256_file(path).encode())
+    for path, sha256 in checksums.items():
+        digest.update(path.encode() + b"\0" + sha256.encode())
     return digest.hexdigest()
+
+
+def _table_file(staging: Path, path: Path, checksums: dict[str, str]) -> dict[str, Any]:
+    relative = str(path.relative_to(staging))
+    return {"path": relative, "sha256": checksums[relative], "rows": pq.read_metadata(path).num_rows}
+
+
+def _reuse(staging: Path, data_dir: Path, final: Path) -> BuildResult:
+    """The version already exists: its name is the digest of this build's content, so it is the same."""
+    shutil.rmtree(staging)
+    shards.write_latest(data_dir, final.name)
+    return BuildResult(final.name, final, shards.read_manifest(final), reused=True)
 
 
 def publish(staging: Path, data_dir: Path, config: BuildConfig, parent: str | None,
@@ -276,15 +306,14 @@ def publish(staging: Path, data_dir: Path, config: BuildConfig, parent: str | No
     _ensure_parquet(staging / "docs", T.docs_schema(config))
     _ensure_parquet(staging / "rejected", T.rejected_schema(config))
     _ensure_parquet(staging / "dead_letter", T.DEAD_LETTER_SCHEMA)
-    (staging / "owner.json").unlink(missing_ok=True)
 
     resolved = to_dict(config)
-    name = "v" + content_digest(staging, resolved, inputs)[:16]
+    # Hashing a large version takes minutes; all along, owner.json tells other builds we are alive.
+    checksums = staged_checksums(staging)
+    name = "v" + content_digest(checksums, resolved, inputs)[:16]
     final = data_dir / shards.VERSIONS / name
     if (final / shards.MANIFEST).is_file():
-        shutil.rmtree(staging)
-        shards.write_latest(data_dir, name)
-        return BuildResult(name, final, shards.read_manifest(final), reused=True)
+        return _reuse(staging, data_dir, final)
 
     tokenizer = None
     if (staging / "tokenizer.json").is_file():
@@ -319,14 +348,21 @@ def publish(staging: Path, data_dir: Path, config: BuildConfig, parent: str | No
         "tokenizer": tokenizer,
         "seq_len": config.pack.seq_len if "pack" in config.stages else None,
         "shards": [{k: s[k] for k in ("path", "sha256", "rows", "tokens", "documents")} for s in shard_list],
-        "files": {folder: sorted(p.name for p in (staging / folder).glob("*.parquet"))
-                  for folder in ("docs", "rejected", "dead_letter")},
+        "files": {folder: [_table_file(staging, path, checksums)
+                           for path in sorted((staging / folder).glob("*.parquet"))] for folder in shards.TABLES},
     }
     tmp = staging / f".{shards.MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, staging / shards.MANIFEST)
     final.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(staging, final)
+    # Last, so that no concurrent build's pruning takes this for a dead build's folder before now.
+    (staging / OWNER).unlink(missing_ok=True)
+    try:
+        os.rename(staging, final)
+    except OSError:
+        if not (final / shards.MANIFEST).is_file():
+            raise
+        return _reuse(staging, data_dir, final)  # an identical build renamed the same version first
     shards.write_latest(data_dir, name)
     return BuildResult(name, final, manifest, reused=False)
 
@@ -361,7 +397,7 @@ def _prune_stale_staging(data_dir: Path) -> None:
 
 def _owner_dead(folder: Path, age: float) -> bool:
     try:
-        owner = json.loads((folder / "owner.json").read_text())
+        owner = json.loads((folder / OWNER).read_text())
     except (OSError, ValueError):
         # A build writes owner.json right after creating its folder; give it a minute.
         return age > 60
@@ -380,7 +416,7 @@ def build(config: BuildConfig, inputs: list[str], data_dir: Path, beam_args: lis
     staging = data_dir / STAGING / f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     for folder in ("docs", "rejected", "dead_letter", "shards"):
         (staging / folder).mkdir(parents=True)
-    (staging / "owner.json").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    (staging / OWNER).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
     if not any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
         # Worker processes log every bundle at INFO; a build's own summary is what users read.
         beam_args = [*beam_args, "--default_sdk_harness_log_level=WARNING"]

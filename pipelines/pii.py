@@ -319,15 +319,22 @@ def _cc_ok(text: str, start: int, end: int, raw: str) -> bool:
 
 
 # -- SSNs -------------------------------------------------------------------
-_SSN_RE = re.compile(r"[0-9]{3}([- .])[0-9]{2}\1[0-9]{4}(?![\w-]|\.[0-9])")
+# Grouped "123-45-6789", or nine digits in a row ("123456789").
+_SSN_RE = re.compile(r"[0-9]{3}(?:([- .])[0-9]{2}\1|[0-9]{2})[0-9]{4}(?![\w-]|\.[0-9])")
 _SSN_CTX_RE = _ctx_re(r"(?:ssn|social security|soc\.? ?sec|taxpayer|tin)\b\.?|ss#")
+# Other countries' taxpayer numbers have nine digits too: a bare run needs the SSN itself named.
+_SSN_BARE_CTX_RE = _ctx_re(r"(?:ssn|social security|soc\.? ?sec)\b\.?|ss#")
 
 
 def _ssn_ok(text: str, start: int, raw: str) -> bool:
-    area, group, serial = raw[:3], raw[4:6], raw[7:]
+    digits = raw.translate(_NOT_DIGITS)
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
     # The SSA never issues area 000, 666 or 900-999, group 00 or serial 0000.
     if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
         return False
+    # Nine digits in a row are any id, ZIP+4 or account number.
+    if len(raw) == 9:
+        return _has_context(_SSN_BARE_CTX_RE, text, start)
     # "123 45 6789" is also how street numbers, suites and phone fragments
     # line up, so the space-separated form needs the text to mention an SSN.
     if raw[3] == " ":
@@ -416,6 +423,17 @@ _PHONE_TRUNK_RE = re.compile(
 _PHONE_PAREN_RE = re.compile(r"\([0-9]{2,4}\) ?[0-9]{3,5}[ .-][0-9]{3,4}" + _EXT + _PHONE_END)
 # Any digit group; only accepted next to a phone keyword.
 _PHONE_WEAK_RE = re.compile(r"[0-9][0-9 .-]{4,18}[0-9]" + _EXT + _PHONE_END)
+# German (DIN 5008) layouts, also only next to a phone keyword: a slash after
+# the area code ("030/1234567", "089 / 12 34 56-0", "+49 89 / 123 456"), a
+# trunk code in brackets before an unbroken number or spaced ("(030) 1234567",
+# "(0 30) 12 34 56") and a short extension after a hyphen ("030-123456-0").
+# Dates, fractions and file references are written with slashes too, hence
+# the keyword; a second slash ("01/05/2024") is never a phone number.
+_PHONE_DIN_RE = re.compile(
+    r"(?:(?:(?:\+[1-9][0-9]{0,2} ?(?:\(0\) ?)?[1-9][0-9]{0,4}|0[1-9][0-9]{1,4}) ?/ ?|\(0 ?[1-9][0-9]{0,4}\) ?)"
+    r"[0-9]{2,8}(?: [0-9]{2,8}){0,3}(?:-[0-9]{1,5})?|0[1-9][0-9]{1,4}-[0-9]{3,8}-[0-9]{1,5})"
+    + _EXT + _PHONE_END + r"(?!/[0-9])"
+)
 
 _PHONE_CTX_BEFORE_RE = _ctx_re(
     r"(?:phone|telephone|tel|mobile|mob|cell|cellphone|fax|call|desk|whatsapp|sms|contact|dial"
@@ -592,25 +610,32 @@ def _phones_in_window(text: str, lo: int, hi: int, s: int, e: int, out: list[Pii
             if _phone_shape_ok(raw, min_digits):
                 out.append(PiiSpan("phone", a, mm.end(), subtype))
                 found = True
+    # Whatever else the window holds: once that is scrubbed, a second pass must
+    # find the same.
+    if "/" in window or "(" in window or "-" in window:
+        for mm in _PHONE_DIN_RE.finditer(text, lo, hi):
+            if mm.start() < e:
+                _phone_in_context(text, mm.start(), mm.end(), mm.group(), 9, out)
     if found:
         return
     # Weak candidates (local numbers like "329 7730", bare "5321234567") are
     # phone numbers only when the surrounding words say so.
     for mm in _PHONE_WEAK_RE.finditer(text, s, hi):
-        a, b = mm.span()
         raw = mm.group()
-        if not _starts_cleanly(text, a) or not _phone_shape_ok(raw, 7):
-            continue
-        if not _phone_edges_ok(text, a, b, raw):
-            continue
         # Phone groups have at least two digits ("1 234 567" is a number
         # with thousands separators, "978-3-16-148410-0" an ISBN).
         if any(len(g) < 2 for g in _GROUP_SPLIT_RE.split(_EXT_SUFFIX_RE.sub("", raw).strip())):
             continue
-        if "isbn" in text[max(0, a - 12) : a].lower():
-            continue
-        if _has_context(_PHONE_CTX_BEFORE_RE, text, a) or _PHONE_CTX_AFTER_RE.match(text[b : b + 16].lower()):
-            out.append(PiiSpan("phone", a, b, "context"))
+        _phone_in_context(text, mm.start(), mm.end(), raw, 7, out)
+
+
+def _phone_in_context(text: str, a: int, b: int, raw: str, min_digits: int, out: list[PiiSpan]) -> None:
+    if not _starts_cleanly(text, a) or not _phone_shape_ok(raw, min_digits):
+        return
+    if not _phone_edges_ok(text, a, b, raw) or "isbn" in text[max(0, a - 12) : a].lower():
+        return
+    if _has_context(_PHONE_CTX_BEFORE_RE, text, a) or _PHONE_CTX_AFTER_RE.match(text[b : b + 16].lower()):
+        out.append(PiiSpan("phone", a, b, "context"))
 
 
 # -- IPv6 -------------------------------------------------------------------

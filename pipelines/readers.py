@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 RAW_EXCERPT_BYTES = 64 * 1024
+# Windows editors start UTF-8 files with one; it belongs to no record, but json.loads refuses it.
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,8 @@ def read_unit(
         raw.seek(unit.start)
         ranged = _HashingReader(raw, xxhash.xxh3_128(), limit=unit.end - unit.start)
         stream = io.BufferedReader(ranged, buffer_size=1 << 20)
-        yield from _counted(_read_jsonl(stream, unit.path, config, unit.first_position), digest)
+        yield from _counted(_read_jsonl(stream, unit.path, config, unit.first_position,
+                                        at_file_start=unit.start == 0), digest)
         if ranged.finish() != unit.check:
             raise InputChangedError(f"{unit.path}: bytes {unit.start}-{unit.end} changed after the build "
                                     "planned its reads; rerun the build on a file nothing is writing to")
@@ -314,12 +317,15 @@ def _document(obj: Any, path: str, position: int, raw: bytes, config: InputConfi
     elif isinstance(doc_id, bool) or not isinstance(doc_id, str | int):
         return DeadLetter(path, position,
                           f"id field {config.id_field!r} is {type(doc_id).__name__}, expected string or int", raw)
-    if _has_lone_surrogate(text):
+    if has_lone_surrogate(text):
         return DeadLetter(path, position, "text contains unpaired UTF-16 surrogates", raw)
+    # Beam's coders cannot encode such an id: it would fail the whole build, not this record.
+    if isinstance(doc_id, str) and has_lone_surrogate(doc_id):
+        return DeadLetter(path, position, f"id field {config.id_field!r} contains unpaired UTF-16 surrogates", raw)
     return Record(str(doc_id), text, path, position)
 
 
-def _has_lone_surrogate(text: str) -> bool:
+def has_lone_surrogate(text: str) -> bool:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -327,8 +333,9 @@ def _has_lone_surrogate(text: str) -> bool:
     return False
 
 
-def _read_jsonl(stream: IO[bytes], path: str, config: InputConfig,
-                first_position: int = 0) -> Iterator[Record | DeadLetter]:
+def _read_jsonl(stream: IO[bytes], path: str, config: InputConfig, first_position: int = 0,
+                at_file_start: bool = True) -> Iterator[Record | DeadLetter]:
+    """``at_file_start``: the stream begins at the file's first byte, where a BOM may stand."""
     position = first_position
     while True:
         line = stream.readline(config.max_record_bytes + 1)
@@ -342,6 +349,8 @@ def _read_jsonl(stream: IO[bytes], path: str, config: InputConfig,
                     break
             yield DeadLetter(path, position, f"record longer than {config.max_record_bytes} bytes", excerpt)
             continue
+        if at_file_start and position == first_position + 1:
+            line = line.removeprefix(UTF8_BOM)
         if not line.strip():
             continue
         try:
@@ -379,7 +388,7 @@ def _read_text(stream: IO[bytes], path: str, config: InputConfig) -> Iterator[Re
                          data[:RAW_EXCERPT_BYTES])
         return
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as err:
         yield DeadLetter(path, 0, f"invalid UTF-8 at byte {err.start}", data[:RAW_EXCERPT_BYTES])
         return
@@ -390,8 +399,10 @@ def _read_text(stream: IO[bytes], path: str, config: InputConfig) -> Iterator[Re
 def _read_wet(stream: IO[bytes], path: str, config: InputConfig) -> Iterator[Record | DeadLetter]:
     """WARC/WET records: a version line, headers, a blank line, then Content-Length body bytes."""
     position = 0
+    bom = UTF8_BOM  # only the file's first line can start with one
     while True:
-        line = stream.readline(65536)
+        line = stream.readline(65536).removeprefix(bom)
+        bom = b""
         if not line:
             return
         if not line.startswith(b"WARC/"):

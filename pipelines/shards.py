@@ -20,11 +20,14 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 SHARD_FORMAT = "tokenmill.shard.v1"
 MANIFEST = "manifest.json"
 LATEST = "LATEST"
 VERSIONS = "versions"
+# A version's Parquet tables: folder → the manifest count its rows add up to.
+TABLES = {"docs": "kept", "rejected": "rejected", "dead_letter": "dead_letter"}
 
 
 def shard_schema(seq_len: int, eos_id: int, pad_id: int, tokenizer_sha256: str = "") -> pa.Schema:
@@ -186,24 +189,66 @@ def resolve_version(path: str | os.PathLike[str], version: str | None = None) ->
     return candidate
 
 
-def verify_version(version_dir: str | os.PathLike[str]) -> list[str]:
-    """Problems found checking every shard against the manifest's sha256, rows and tokens ([] = ok)."""
+def verify_version(version_dir: str | os.PathLike[str], tables: bool = True) -> list[str]:
+    """Problems found checking a version's files against its manifest ([] = ok): every shard's sha256,
+    rows and tokens, tokenizer.json's sha256, and unless ``tables`` is false (a trainer reads neither)
+    the Parquet tables of documents, rejects and dead letters (see ``_table_problems``)."""
     version_dir = Path(version_dir)
+    manifest = read_manifest(version_dir)
     problems = []
-    for shard in read_manifest(version_dir).get("shards", []):
-        path = version_dir / shard["path"]
-        if not path.is_file():
-            problems.append(f"{shard['path']}: missing")
+    for shard in manifest.get("shards", []):
+        if problem := _file_problem(version_dir, shard["path"], shard["sha256"]):
+            problems.append(problem)
             continue
-        digest = sha256_file(path)
-        if digest != shard["sha256"]:
-            problems.append(f"{shard['path']}: sha256 {digest} != manifest {shard['sha256']}")
-            continue
-        reader = ShardReader(path)
+        reader = ShardReader(version_dir / shard["path"])
         tokens = sum(sum(r.as_py()) for r in reader.table.column("doc_lengths"))
         if len(reader) != shard["rows"] or tokens != shard["tokens"]:
             problems.append(f"{shard['path']}: rows/tokens {len(reader)}/{tokens} != manifest")
         reader.close()
+    tokenizer = manifest.get("tokenizer")
+    if tokenizer and (problem := _file_problem(version_dir, tokenizer.get("path", "tokenizer.json"),
+                                               tokenizer["sha256"])):
+        problems.append(problem)
+    if tables and "files" in manifest:  # manifests from before the tables were listed have nothing to check them by
+        for folder, count in TABLES.items():
+            problems += _table_problems(version_dir, folder, manifest["files"].get(folder, []),
+                                        manifest.get("counts", {}).get(count), count)
+    return problems
+
+
+def _file_problem(version_dir: Path, relative: str, sha256: str | None) -> str | None:
+    path = version_dir / relative
+    if not path.is_file():
+        return f"{relative}: missing"
+    if sha256 is not None and (digest := sha256_file(path)) != sha256:
+        return f"{relative}: sha256 {digest} != manifest {sha256}"
+    return None
+
+
+def _table_problems(version_dir: Path, folder: str, listed: list[Any], expected_rows: int | None,
+                    count: str) -> list[str]:
+    """One table's files against the manifest: each listed file is there, matches its sha256 and rows
+    and opens as Parquet; no file is unlisted; the rows add up to the manifest's count. Older manifests
+    list file names only (no sha256, no rows), and get every check they can."""
+    entries = [e if isinstance(e, dict) else {"path": f"{folder}/{e}"} for e in listed]
+    problems, rows = [], 0
+    for entry in entries:
+        if problem := _file_problem(version_dir, entry["path"], entry.get("sha256")):
+            problems.append(problem)
+            continue
+        try:
+            found = pq.read_metadata(version_dir / entry["path"]).num_rows
+        except (pa.ArrowException, OSError) as err:
+            problems.append(f"{entry['path']}: not a readable Parquet file ({err})")
+            continue
+        if entry.get("rows", found) != found:
+            problems.append(f"{entry['path']}: {found} rows != manifest {entry['rows']}")
+        rows += found
+    known = {Path(e["path"]).name for e in entries}
+    problems += [f"{folder}/{path.name}: not in the manifest"
+                 for path in sorted((version_dir / folder).glob("*.parquet")) if path.name not in known]
+    if not problems and expected_rows is not None and rows != expected_rows:
+        problems.append(f"{folder}/: {rows} rows != manifest counts {expected_rows} {count}")
     return problems
 
 

@@ -65,23 +65,42 @@ def lineage(data_dir: Path, version: str) -> list[dict]:
     return chain
 
 
+def _listing(manifest: dict, latest: str | None) -> dict:
+    """``list --json``: one version's line of ``list`` as an object."""
+    return {"version": manifest["version"], "latest": manifest["version"] == latest,
+            "created_at": manifest.get("created_at"), "parent": manifest.get("parent"),
+            "counts": manifest.get("counts"), "shard_files": len(manifest.get("shards", [])),
+            "tokens": sum(s["tokens"] for s in manifest.get("shards", []))}
+
+
+def _options(parser: argparse.ArgumentParser, command: bool) -> None:
+    """--home, --data and --json, before or after the command (README writes them after). A command's
+    parser leaves out what it was not given, so that it does not reset what came before the command."""
+    unset: dict = {"default": argparse.SUPPRESS} if command else {}
+    parser.add_argument("--home", **unset, help="workspace root (env TOKENMILL_HOME, default: current directory)")
+    parser.add_argument("--data", **unset, help="dataset directory (default: <home>/data)")
+    parser.add_argument("--json", action="store_true", **unset, help="print JSON")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.versions", description=__doc__)
-    parser.add_argument("--home", help="workspace root (env TOKENMILL_HOME, default: current directory)")
-    parser.add_argument("--data", help="dataset directory (default: <home>/data)")
+    _options(parser, command=False)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="every published version, oldest first")
+    _options(sub.add_parser("list", help="every published version, oldest first"), command=True)
     for name, text in (("show", "one version's manifest summary"), ("lineage", "a version and its parents"),
-                       ("verify", "check every shard's sha256, rows and tokens")):
+                       ("verify", "check every file (shards, tokenizer, Parquet tables) against the manifest")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("version", nargs="?", help="default: LATEST")
-        cmd.add_argument("--json", action="store_true")
+        _options(cmd, command=True)
     args = parser.parse_args(argv)
     data_dir = _data_dir(args)
 
     if args.command == "list":
         latest = shards.latest_version(data_dir)
         versions = shards.list_versions(data_dir)
+        if args.json:
+            print(json.dumps([_listing(manifest, latest) for manifest in versions], indent=2))
+            return 0
         if not versions:
             print(f"no dataset versions in {data_dir}")
         for manifest in versions:
@@ -105,14 +124,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps([{k: m.get(k) for k in ("version", "parent", "created_at", "code_version",
                                                      "inputs", "counts", "missing")} for m in chain], indent=2))
+            return 0
         for depth, manifest in enumerate(chain):
             text = f"{manifest['version']} (no longer on disk)" if manifest.get("missing") else _describe(manifest)
             print("  " * depth + ("└─ " if depth else "") + text)
     else:
         problems = shards.verify_version(version_dir)
-        for problem in problems:
-            print(problem)
-        print(f"{version}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+        if args.json:
+            print(json.dumps({"version": version, "path": str(version_dir), "ok": not problems,
+                              "problems": problems}, indent=2))
+        else:
+            for problem in problems:
+                print(problem)
+            print(f"{version}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
         return 1 if problems else 0
     return 0
 

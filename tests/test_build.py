@@ -18,6 +18,7 @@ import pytest
 
 import metrics
 from pipelines import readers, shards, worker
+from pipelines.build import expand_inputs
 from pipelines.versions import main as versions_main
 
 from .conftest import IN_PROCESS, MULTI_PROCESS, SMALL, run_build, write_fixture
@@ -160,11 +161,12 @@ def test_huge_and_odd_documents_never_crash(tmp_path: Path) -> None:
         out.write(json.dumps({"id": 7, "text": "An integer id is accepted and stored as a string. " * 20}) + "\n")
         out.write(json.dumps({"id": True, "text": "bool ids are refused"}) + "\n")
         out.write('{"id": "x", "text": "\\ud800 lone surrogate"}\n')
+        out.write('{"id": "abc\\ud800", "text": "A lone surrogate in the id once crashed the whole build."}\n')
     assert run_build(tmp_path, "--input", str(path), *IN_PROCESS, *SMALL,
                      "--set", "input.max_doc_chars=1000000") == 0
     manifest = shards.read_manifest(_version(tmp_path))
-    assert manifest["counts"] == {"input": 5, "kept": manifest["counts"]["kept"],
-                                  "rejected": manifest["counts"]["rejected"], "dead_letter": 2}
+    assert manifest["counts"] == {"input": 6, "kept": manifest["counts"]["kept"],
+                                  "rejected": manifest["counts"]["rejected"], "dead_letter": 3}
     rejected = pq.read_table(_version(tmp_path) / "rejected")
     assert "too_long" in rejected.column("reason").to_pylist()
 
@@ -179,7 +181,8 @@ def test_a_build_that_keeps_nothing_publishes_an_empty_consistent_version(tmp_pa
     assert [(i["records"], i["dead_letters"]) for i in manifest["inputs"]] == [(0, 0), (3, 0)]
     assert manifest["shards"] == [] and not (version_dir / "shards").exists()
     for folder, rows in (("docs", 0), ("rejected", 3), ("dead_letter", 0)):
-        assert manifest["files"][folder] == ["part-00000-of-00001.parquet"]
+        [entry] = manifest["files"][folder]
+        assert entry["path"] == f"{folder}/part-00000-of-00001.parquet" and entry["rows"] == rows
         assert pq.read_table(version_dir / folder).num_rows == rows
 
 
@@ -192,6 +195,33 @@ def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "no_such_threshold" in capsys.readouterr().err
     (tmp_path / "data.csv").write_text("a,b\n")
     assert run_build(tmp_path, "--input", str(tmp_path / "data.csv"), *IN_PROCESS) == 2
+
+
+def test_a_directory_input_skips_hidden_and_underscore_files(tmp_path: Path) -> None:
+    """A Spark/Hadoop output directory: its checksums and markers are not inputs; named files always are."""
+    spark = tmp_path / "spark"
+    (spark / "_temporary").mkdir(parents=True)
+    for name in ("part-00000.parquet", "part-00001.jsonl", ".part-00000.parquet.crc", "_SUCCESS",
+                 "_common_metadata", ".hidden.jsonl", "_temporary/part-00002.jsonl"):
+        (spark / name).write_bytes(b"")
+    assert expand_inputs(str(spark)) == [str(spark / "part-00000.parquet"), str(spark / "part-00001.jsonl")]
+    named = f"{spark}/_temporary/part-00002.jsonl,{spark}/.hidden.jsonl"
+    assert expand_inputs(named) == [str(spark / ".hidden.jsonl"), str(spark / "_temporary" / "part-00002.jsonl")]
+    assert expand_inputs(f"{spark}/*.jsonl") == [str(spark / ".hidden.jsonl"), str(spark / "part-00001.jsonl")]
+    (tmp_path / "only-markers").mkdir()
+    (tmp_path / "only-markers" / "_SUCCESS").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="hidden and _ files skipped"):
+        expand_inputs(str(tmp_path / "only-markers"))
+
+
+def test_an_input_file_name_that_is_not_utf8_is_an_input_error(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    with open(os.fsencode(folder) + b"/caf\xe9.jsonl", "wb") as out:
+        out.write(b'{"id": "a", "text": "Hello there."}\n')
+    assert run_build(tmp_path, "--input", str(folder), *IN_PROCESS, "--stages", "langid") == 2
+    assert "file name is not valid UTF-8" in capsys.readouterr().err
 
 
 def test_versions_cli(built: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -117,6 +117,14 @@ POSITIVES = [
     ("+1-054-353-1726x16954", "phone", "+1-054-353-1726x16954"),
     ("Phone: 329 7730", "phone", "329 7730"),
     ("Can someone call me on 9472 7916?", "phone", "9472 7916"),
+    # phone: German layouts (DIN 5008), next to a phone word
+    ("Tel. 030/1234567", "phone", "030/1234567"),
+    ("Tel: (030) 1234567", "phone", "(030) 1234567"),
+    ("Tel.: 030 / 123 456 78", "phone", "030 / 123 456 78"),
+    ("Tel: 030-123456-0", "phone", "030-123456-0"),
+    ("Fax: (0 30) 12 34 56", "phone", "(0 30) 12 34 56"),
+    ("Tel. +49 89 / 123 456", "phone", "+49 89 / 123 456"),
+    ("Telefon: 089 / 12 34 56-0 (Zentrale)", "phone", "089 / 12 34 56-0"),
     # ip
     ("Server at 192.168.0.1 is down", "ip", "192.168.0.1"),
     ("route 10.0.0.0/8 via gw", "ip", "10.0.0.0/8"),
@@ -143,6 +151,11 @@ POSITIVES = [
     ("His SSN is 123-45-6789.", "ssn", "123-45-6789"),
     ("ssn 078.05.1123", "ssn", "078.05.1123"),
     ("Social security number: 078 05 1123", "ssn", "078 05 1123"),
+    # nine digits in a row, only next to an SSN word; 078-05-1120 (the Woolworth wallet sample) is
+    # treated like any other issued number in every form
+    ("SSN: 123456789", "ssn", "123456789"),
+    ("social security no. 078051120", "ssn", "078051120"),
+    ("SSN 078-05-1120", "ssn", "078-05-1120"),
     # iban
     ("Pay to GB82 WEST 1234 5698 7654 32 please", "iban", "GB82 WEST 1234 5698 7654 32"),
     ("IBAN DE89 3704 0044 0532 0130 00.", "iban", "DE89 3704 0044 0532 0130 00"),
@@ -269,6 +282,32 @@ NEGATIVES = [
     "123-00-4567",
     "123-45-0000",
     "suite 680 36 4022",
+    # nine digits: no SSN word, never issued, or not nine
+    "order 123456789",
+    "078051120",
+    "SSN: 987654321",
+    "SSN: 000123456",
+    "SSN 666123456",
+    "SSN: 123004567",
+    "SSN: 123450000",
+    "SSN: 1234567890",
+    "SSN 12345678",
+    "Not a TIN 123456789",  # other countries' taxpayer numbers have nine digits too
+    # slashes and brackets that are not phone numbers, even next to a phone word
+    "Due 12/05/2024, call then",
+    "Tel. 12/05/2024",
+    "Fax: 2024/05/12",
+    "Tel. 01/05/2024",
+    "fax 030/12/2024",
+    "call 3/4 of them, 1/2 of the rest",
+    "phone firmware 1.2.3/4.5.6",
+    "Tel. ISBN 0-306-40615-2",
+    "call between 09:00/17:30",
+    "Tel. 0,14 €/Min., Fax 0,09 €/Min.",
+    "phone book pp. 123-456, 1023/1045",
+    "Fig. 030/12",
+    "Tel. 030/12",
+    "Az. 030/1234567",
     # IPv6 look-alikes
     "12:30:45",
     "std::vector<int> v;",

@@ -1,4 +1,5 @@
-"""The publish-time accounting check, without Beam: counts must agree three independent ways."""
+"""Publishing, without Beam: counts must agree three independent ways, the manifest pins every file,
+concurrent builds never break each other, and the versions CLI reads what was published."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from pipelines import build, shards
 from pipelines import transforms as T
 from pipelines.build import STAGING, AccountingError, _prune_stale_staging, publish
 from pipelines.config import load_config
+from pipelines.versions import main as versions_main
 
 
 def _stage(tmp_path: Path, kept: int, rejected: int, stat_kept: int, stat_rejected: int, records: int) -> Path:
@@ -85,3 +89,101 @@ def test_stale_staging_is_pruned_only_when_its_build_is_gone(tmp_path: Path) -> 
         (tmp_path / STAGING / name / "owner.json").write_text(json.dumps(owner))
     _prune_stale_staging(tmp_path)
     assert sorted(p.name for p in (tmp_path / STAGING).iterdir()) == ["alive", "elsewhere", "not-a-pid"]
+
+
+def _owned(staging: Path) -> Path:
+    """A staging directory owned, as a running build's is, by a live process: this one."""
+    (staging / "owner.json").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    return staging
+
+
+def test_a_live_build_is_never_pruned_while_it_publishes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Publishing hashes every staged file, which takes minutes on a large version; a build starting
+    meanwhile prunes stale staging directories and must leave this one, whose owner is alive, alone."""
+    staging = _owned(_stage(tmp_path, kept=3, rejected=2, stat_kept=3, stat_rejected=2, records=5))
+    hash_file = shards.sha256_file
+
+    def slow_hash(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+        long_ago = time.time() - 3600  # the staging directory looks an hour old, well past the grace minute
+        os.utime(staging, (long_ago, long_ago))
+        _prune_stale_staging(tmp_path / "data")
+        return hash_file(path, chunk)
+
+    monkeypatch.setattr(shards, "sha256_file", slow_hash)
+    result = publish(staging, tmp_path / "data", load_config(None, {"stages": "langid"}), None, 0.0)
+    assert not result.reused and (result.path / "manifest.json").is_file()
+    assert not (result.path / "owner.json").exists()
+
+
+def test_the_owner_file_is_no_part_of_the_version_name(tmp_path: Path) -> None:
+    config = load_config(None, {"stages": "langid"})
+    owned = _owned(_stage(tmp_path / "a", kept=3, rejected=2, stat_kept=3, stat_rejected=2, records=5))
+    plain = _stage(tmp_path / "b", kept=3, rejected=2, stat_kept=3, stat_rejected=2, records=5)
+    assert publish(owned, tmp_path / "a" / "data", config, None, 0.0).version == \
+        publish(plain, tmp_path / "b" / "data", config, None, 0.0).version
+
+
+def test_two_identical_builds_racing_to_publish_both_succeed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other build renames the same version into place after this one checked for it and before
+    its own rename: same name, same content, so this build reuses it."""
+    config = load_config(None, {"stages": "langid"})
+    data = tmp_path / "data"
+    first = _owned(_stage(tmp_path, kept=3, rejected=2, stat_kept=3, stat_rejected=2, records=5))
+    second = _stage(tmp_path / "other", kept=3, rejected=2, stat_kept=3, stat_rejected=2, records=5)
+    second = second.rename(data / STAGING / "other-run")
+    winner = []
+
+    def other_build_publishes_first() -> str:
+        # This build is writing its manifest, past its check for an existing version.
+        monkeypatch.undo()
+        winner.append(publish(second, data, config, None, 0.0))
+        return build.code_version()
+
+    monkeypatch.setattr(build, "code_version", other_build_publishes_first)
+    result = publish(first, data, config, None, 0.0)
+    assert not winner[0].reused and result.reused and result.version == winner[0].version
+    assert result.manifest == winner[0].manifest
+    assert not first.exists() and [p.name for p in (data / "versions").iterdir()] == [result.version]
+    assert shards.latest_version(data) == result.version
+
+
+def test_the_manifest_records_every_parquet_file_and_verify_checks_them(tmp_path: Path) -> None:
+    staging = _stage(tmp_path, kept=3, rejected=2, stat_kept=3, stat_rejected=2, records=5)
+    result = publish(staging, tmp_path / "data", load_config(None, {"stages": "langid"}), None, 0.0)
+    files = result.manifest["files"]
+    assert sorted(files) == ["dead_letter", "docs", "rejected"]
+    for folder, rows in (("docs", 3), ("rejected", 2), ("dead_letter", 0)):
+        [entry] = files[folder]
+        path = result.path / entry["path"]
+        assert entry == {"path": f"{folder}/part-00000-of-00001.parquet", "sha256": shards.sha256_file(path),
+                         "rows": rows}
+    assert shards.verify_version(result.path) == []
+    docs = result.path / files["docs"][0]["path"]
+    docs.write_bytes(docs.read_bytes()[:-100])  # truncated
+    [problem] = shards.verify_version(result.path)
+    assert problem.startswith("docs/part-00000-of-00001.parquet: sha256 ")
+
+
+def test_versions_cli_json_for_every_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    staging = _stage(tmp_path, kept=3, rejected=2, stat_kept=3, stat_rejected=2, records=5)
+    version = publish(staging, data, load_config(None, {"stages": "langid"}), None, 0.0).version
+
+    def run(*argv: str) -> tuple[int, object]:
+        code = versions_main(["--data", str(data), *argv])
+        return code, json.loads(capsys.readouterr().out)
+
+    code, listed = run("list", "--json")
+    assert code == 0 and [v["version"] for v in listed] == [version] and listed[0]["latest"] is True
+    assert listed[0]["counts"] == {"input": 5, "kept": 3, "rejected": 2, "dead_letter": 0}
+    assert run("show", "--json") == (0, shards.read_manifest(data / "versions" / version))
+    code, chain = run("lineage", version, "--json")
+    assert code == 0 and [m["version"] for m in chain] == [version]
+    assert run("verify", "--json") == (0, {"version": version, "path": str(data / "versions" / version),
+                                           "ok": True, "problems": []})
+    (data / "versions" / version / "rejected" / "part-00000-of-00001.parquet").unlink()
+    code, report = run("--json", "verify", version)  # --json before the command works too
+    assert code == 1 and report["ok"] is False
+    assert report["problems"] == ["rejected/part-00000-of-00001.parquet: missing"]
+    assert versions_main(["list", "--data", str(tmp_path / "nothing"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []

@@ -151,6 +151,8 @@ BAD = [
     (b'{"id": true, "text": "bool id"}\n', "id field"),
     (b'{"id": 1.5, "text": "float id"}\n', "id field"),
     (b'{"id": "surrogate", "text": "bad \\ud800 half"}\n', "surrogate"),
+    # Beam's coders refuse such a string: kept, it would crash the whole build, not just this record.
+    (b'{"id": "abc\\ud800", "text": "Hello there."}\n', "id field 'id' contains unpaired UTF-16 surrogates"),
 ]
 
 
@@ -176,6 +178,42 @@ def test_jsonl_all_bad_lines_together(tmp_path: Path) -> None:
     assert records == []
     assert [d.position for d in dead] == list(range(1, len(BAD) + 1))
     _check_digest(digest, path, 0, len(BAD))
+
+
+def test_lone_surrogate_in_a_custom_id_field_names_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"key": "k\\udfff", "text": "fine text"}\n{"key": "k2", "text": "more"}\n')
+    records, dead, digest = _read(path, InputConfig(id_field="key"))
+    assert [r.id for r in records] == ["k2"]
+    assert [(d.position, d.error) for d in dead] == [(1, "id field 'key' contains unpaired UTF-16 surrogates")]
+    _check_digest(digest, path, 1, 1)
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize("name", ["in.jsonl", "in.jsonl.gz", "in.jsonl.zst"])
+def test_jsonl_leading_bom_is_not_part_of_the_first_record(tmp_path: Path, name: str) -> None:
+    data = BOM + _jsonl_bytes(DOCS)
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        data = gzip.compress(data)
+    elif name.endswith(".zst"):
+        data = pytest.importorskip("zstandard").ZstdCompressor().compress(data)
+    path.write_bytes(data)
+    records, dead, digest = _read(path)
+    assert dead == []
+    _check_docs(records, path)
+    assert records[0].position == 1
+    _check_digest(digest, path, 4, 0)
+
+
+def test_jsonl_holding_only_a_bom_is_empty(tmp_path: Path) -> None:
+    # What an editor saves for an empty "UTF-8 with BOM" file.
+    for data in (BOM, BOM + b"\r\n"):
+        path = tmp_path / "empty.jsonl"
+        path.write_bytes(data)
+        assert _read(path)[:2] == ([], [])
 
 
 def test_jsonl_record_too_long(tmp_path: Path) -> None:
@@ -479,6 +517,19 @@ def test_wet_truncated_record(tmp_path: Path) -> None:
     _check_digest(digest, path, 1, 1)
 
 
+def test_text_and_wet_leading_bom_is_dropped(tmp_path: Path) -> None:
+    text = tmp_path / "doc.txt"
+    text.write_bytes(BOM + "Body — ünïcode.\n".encode())
+    records, dead, _ = _read(text)
+    assert [r.text for r in records] == ["Body — ünïcode.\n"] and dead == []
+    # Without the BOM stripped, the first record's "WARC/1.0" line is not recognised and the page is lost.
+    wet = tmp_path / "crawl.wet"
+    wet.write_bytes(BOM + _warc_record({"WARC-Type": "conversion"}, b"first page") + _wet_bytes())
+    records, dead, digest = _read(wet)
+    assert [r.text for r in records] == ["first page", *WET_TEXTS] and dead == []
+    _check_digest(digest, wet, 3, 0)
+
+
 def test_wet_record_without_id_gets_derived_id(tmp_path: Path) -> None:
     path = tmp_path / "crawl.wet"
     path.write_bytes(_warc_record({"WARC-Type": "conversion"}, b"anonymous page"))
@@ -624,6 +675,19 @@ def test_other_files_are_one_whole_unit_and_not_read_to_plan(tmp_path: Path, nam
     units, digest = plan_reads(str(tmp_path / name), lambda p: opened.append(p) or _open(p))
     assert units == [ReadUnit(str(tmp_path / name))] and digest is None and not opened
     assert not splittable(name) and splittable("x.jsonl") and splittable("X.NDJSON")
+
+
+def test_ranges_strip_a_bom_only_at_the_start_of_the_file(tmp_path: Path) -> None:
+    # A BOM further on is no byte-order mark: its line is a dead letter whichever way the file is read.
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(BOM + _jsonl_bytes(DOCS[:2]) + BOM + _jsonl_bytes(DOCS[2:]))
+    expected = list(read_file(str(path), _open, InputConfig(), FileDigest(str(path))))
+    units, items, digests = _read_planned(path, 1, 1)
+    assert len(units) == len(DOCS) and items == expected
+    assert [r.text for r in items if isinstance(r, Record)] == [DOCS[0]["text"], DOCS[1]["text"], DOCS[3]["text"]]
+    [dead] = [d for d in items if isinstance(d, DeadLetter)]
+    assert dead.position == 3 and "BOM" in dead.error
+    assert digests[0]["records"] == 3 and digests[0]["dead_letters"] == 1
 
 
 def test_an_empty_plain_file_is_one_empty_range(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipelines import shards
@@ -297,3 +298,64 @@ def test_resolve_version_rejects_unpublished(tmp_path: Path) -> None:
     shards.write_latest(tmp_path, "staging")
     with pytest.raises(FileNotFoundError):
         shards.resolve_version(tmp_path)
+
+
+def test_verify_version_checks_the_tokenizer(tmp_path: Path) -> None:
+    version_dir = _make_version(tmp_path, "v1")
+    tokenizer = version_dir / "tokenizer.json"
+    tokenizer.write_text('{"model": {"vocab": {"a": 0}}}', encoding="utf-8")
+    manifest = shards.read_manifest(version_dir)
+    # Manifests have always held the sha256; "path" came later, and tokenizer.json is the default.
+    manifest["tokenizer"] = {"sha256": shards.sha256_file(tokenizer), "vocab_size": 1}
+    (version_dir / shards.MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    assert shards.verify_version(version_dir) == []
+    tokenizer.write_text('{"model": {"vocab": {"b": 0}}}', encoding="utf-8")
+    [problem] = shards.verify_version(version_dir)
+    assert problem.startswith("tokenizer.json: sha256 ") and manifest["tokenizer"]["sha256"] in problem
+    tokenizer.unlink()
+    assert shards.verify_version(version_dir) == ["tokenizer.json: missing"]
+
+
+def _add_tables(version_dir: Path, rows: dict[str, int], listed_by_name: bool) -> None:
+    """Parquet tables as a build publishes them; ``listed_by_name`` writes the older manifest form."""
+    manifest = shards.read_manifest(version_dir)
+    manifest["counts"] = {count: rows[folder] for folder, count in shards.TABLES.items()}
+    manifest["files"] = {}
+    for folder in shards.TABLES:
+        path = version_dir / folder / "part-00000-of-00001.parquet"
+        path.parent.mkdir()
+        pq.write_table(pa.table({"id": [f"{folder}{i}" for i in range(rows[folder])]}, schema=pa.schema(
+            [("id", pa.string())])), path)
+        entry = {"path": f"{folder}/{path.name}", "sha256": shards.sha256_file(path), "rows": rows[folder]}
+        manifest["files"][folder] = [path.name if listed_by_name else entry]
+    (version_dir / shards.MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+
+
+@pytest.mark.parametrize("listed_by_name", [False, True], ids=["checksums", "names only"])
+def test_verify_version_checks_the_parquet_tables(tmp_path: Path, listed_by_name: bool) -> None:
+    version_dir = _make_version(tmp_path, "v1")
+    _add_tables(version_dir, {"docs": 5, "rejected": 2, "dead_letter": 0}, listed_by_name)
+    assert shards.verify_version(version_dir) == []
+    docs = version_dir / "docs" / "part-00000-of-00001.parquet"
+    docs.write_bytes(docs.read_bytes()[: docs.stat().st_size // 2])  # truncated
+    (version_dir / "dead_letter" / "part-00000-of-00001.parquet").unlink()
+    pq.write_table(pa.table({"id": ["x"]}), version_dir / "rejected" / "part-00001-of-00001.parquet")
+    problems = shards.verify_version(version_dir)
+    expected_docs = ("docs/part-00000-of-00001.parquet: not a readable Parquet file" if listed_by_name
+                     else "docs/part-00000-of-00001.parquet: sha256 ")
+    assert len(problems) == 3 and problems[0].startswith(expected_docs)
+    assert problems[1:] == ["rejected/part-00001-of-00001.parquet: not in the manifest",
+                            "dead_letter/part-00000-of-00001.parquet: missing"]
+    assert shards.verify_version(version_dir, tables=False) == []  # what a trainer reads is intact
+
+
+def test_verify_version_checks_table_rows_against_the_manifest(tmp_path: Path) -> None:
+    version_dir = _make_version(tmp_path, "v1")
+    _add_tables(version_dir, {"docs": 5, "rejected": 2, "dead_letter": 1}, listed_by_name=False)
+    manifest = shards.read_manifest(version_dir)
+    manifest["files"]["rejected"][0]["rows"] = 3
+    manifest["counts"]["dead_letter"] = 4
+    (version_dir / shards.MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    assert shards.verify_version(version_dir) == [
+        "rejected/part-00000-of-00001.parquet: 2 rows != manifest 3",
+        "dead_letter/: 1 rows != manifest counts 4 dead_letter"]
