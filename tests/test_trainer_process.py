@@ -24,8 +24,9 @@ def data_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _command(home: Path, out: Path, *extra: str) -> list[str]:
+    """With dropout, whose random masks must resume exactly too."""
     return [sys.executable, "-m", "trainer", "--home", str(home), "--out", str(out), "--max-steps", "60",
-            "--set", "ckpt_every=7", "--set", "log_every=5", *extra]
+            "--device", "cpu", "--set", "ckpt_every=7", "--set", "log_every=5", "--set", "model.dropout=0.1", *extra]
 
 
 def _sha(out: Path) -> str:
@@ -75,7 +76,11 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(data_home: Path,
     assert not list((killed / "checkpoints").glob(".*")), "temporary checkpoint directories left behind"
 
 
-COMMON = ["--max-steps", "12", "--set", "log_every=4", "--set", "batch_size=4", "--set", "ckpt_every=5"]
+# On CPU even where torch sees GPUs. Dropout on: N ranks must draw the masks one process accumulating N
+# micro-batches draws (distinct per micro-batch), or their losses differ.
+COMMON = ["--max-steps", "12", "--device", "cpu", "--set", "log_every=4", "--set", "batch_size=4",
+          "--set", "ckpt_every=5", "--set", "model.dropout=0.1"]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 
 
 def _losses(home: Path, run: str) -> list[float]:
@@ -99,8 +104,7 @@ def one_process(data_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def test_two_gloo_processes_match_one_process(parallel: str, one_process: Path, data_home: Path,
                                               tmp_path: Path) -> None:
     home = fresh_home(data_home, tmp_path)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    run = subprocess.run([*torchrun, "-m", "trainer", "--home", str(home), *COMMON, "--set", f"parallel={parallel}",
+    run = subprocess.run([*TORCHRUN, "-m", "trainer", "--home", str(home), *COMMON, "--set", f"parallel={parallel}",
                           "--out", str(home / "runs" / parallel)], cwd=ROOT, env=SUBPROCESS_ENV, capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -114,6 +118,23 @@ def test_two_gloo_processes_match_one_process(parallel: str, one_process: Path, 
     assert _losses(home, parallel) == pytest.approx(_losses(one_process, "one"), rel=1e-4)
     # Checkpoints hold full (unsharded) state, so a run can resume on a different number of processes.
     assert (home / "runs" / parallel / "checkpoints" / "step-00000012" / "state.pt").is_file()
+
+
+def test_fsdp_spike_before_the_first_periodic_checkpoint_rolls_back_to_step_0(data_home: Path,
+                                                                             tmp_path: Path) -> None:
+    home = fresh_home(data_home, tmp_path)
+    out = home / "runs" / "fsdp-spike"
+    spiky = ["--set", "ckpt_every=10", "--set", "guard.window=3", "--set", "guard.k=1.0", "--set",
+             "guard.min_rel_std=0.005", "--set", "optim.lr=0.01", "--set", "optim.warmup_steps=2",
+             "--inject-fault", "bad_batch@6-8"]
+    run = subprocess.run([*TORCHRUN, "-m", "trainer", "--home", str(home), *COMMON, "--set", "parallel=fsdp", *spiky,
+                          "--out", str(out)], cwd=ROOT, env=SUBPROCESS_ENV, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "completed" and info["final_step"] == 12
+    rollbacks = [e for e in info["events"] if e["kind"] == "rollback"]
+    assert len(rollbacks) == 1 and "back to step-00000000" in rollbacks[0]["detail"], info["events"]
 
 
 def _slow_second_rank(rank: int, port: int, argv: list[str], delay: float, report: Path) -> None:

@@ -12,11 +12,14 @@ import torch
 
 from metrics.store import connect
 from tests.trainer_fixtures import dataset_home, fresh_home, one_torch_thread
-from trainer import RunResult, SpikeGuardGaveUp, build_config, train
+from trainer import RunResult, SpikeGuardGaveUp, build_config, loop, telemetry, train
+from trainer.checkpoint import CheckpointError
 from trainer.cli import main as cli_main
 from trainer.data import TokenData, resolve_data
 
-BASE = {"max_steps": 200, "log_every": 20, "eval_every": 100, "ckpt_every": 50, "guard": {"window": 50}}
+# On CPU even where torch sees a GPU (device auto would take it): the expectations are CPU arithmetic.
+BASE = {"device": "cpu", "max_steps": 200, "log_every": 20, "eval_every": 100, "ckpt_every": 50,
+        "guard": {"window": 50}}
 FAULT_STEP = 120
 
 
@@ -94,6 +97,83 @@ def test_rerun_of_completed_run_trains_nothing(clean: RunResult) -> None:
     again = _run(clean.run_dir.parents[1], clean.run_dir)
     assert again.steps_run == 0 and again.params_sha256 == clean.params_sha256
     assert sorted((clean.run_dir.parents[1] / "metrics").rglob("part-*")) == parts
+
+
+def test_clip_rate_is_over_the_steps_of_its_window(data_home: Path, tmp_path: Path) -> None:
+    """Windows shorter than log_every: the run's last one, and the first one after a resume."""
+    home = fresh_home(data_home, tmp_path)
+    out = home / "runs" / "clipped"
+    _run(home, out, max_steps=7, log_every=5, optim={"grad_clip": 1e-6})  # every gradient is clipped
+    _run(home, out, max_steps=9, log_every=5, optim={"grad_clip": 1e-6})  # resumes at step 7
+    rates = connect(home).execute("SELECT step, value FROM metrics WHERE run = 'clipped' AND name = 'clip_rate' "
+                                  "ORDER BY step").fetchall()
+    assert rates == [(5, 1.0), (7, 1.0), (9, 1.0)]
+
+
+def test_event_log_of_a_resumed_run_keeps_the_checkpoint_it_resumed(data_home: Path, tmp_path: Path) -> None:
+    home = fresh_home(data_home, tmp_path)
+    out = home / "runs" / "resumed"
+    _run(home, out, max_steps=2)
+    result = _run(home, out, max_steps=4)  # resumes from the step-2 checkpoint
+    assert [(e["step"], e["kind"]) for e in result.events] == [
+        (0, "checkpoint"), (2, "checkpoint"), (2, "resume"), (4, "checkpoint")]
+    assert json.loads((out / "run.json").read_text())["events"] == result.events
+    rows = connect(home).execute("SELECT step FROM metrics WHERE run = 'resumed' AND stage = 'event' "
+                                 "AND name = 'checkpoint' ORDER BY step").fetchall()
+    assert rows == [(0,), (2,), (4,)]  # logged to the store once, when written
+
+
+# ------------------------------------------------------------------------------------------ devices
+
+
+class _Stop(Exception):
+    """Raised where the trainer would first put weights on the (stubbed) GPU."""
+
+
+@pytest.mark.parametrize("device", ["cuda", "auto"])
+def test_cuda_is_selected_as_an_indexed_device(device: str, data_home: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--device cuda`, and the default `auto` on a machine with a GPU, reach torch.cuda.set_device with an
+    index (a bare "cuda" is refused there before any CUDA work). There is no GPU here: torch's CUDA calls are
+    stubbed (set_device's own checks are real) and the trainer is stopped where it would build the model."""
+    selected: list[int] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch._C, "_cuda_setDevice", selected.append, raising=False)
+
+    def stop(*_: object) -> None:
+        raise _Stop
+
+    monkeypatch.setattr(loop, "GPT", stop)
+    home = fresh_home(data_home, tmp_path)
+    with pytest.raises(_Stop):
+        loop.Trainer(build_config("tiny", None, {"home": str(home), "device": device}))
+    assert selected == [0]
+
+
+def test_auto_device_without_cuda_is_cpu(data_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    home = fresh_home(data_home, tmp_path)
+    settings = {"home": str(home), "max_steps": 2, "eval_rows": 8}
+    result = train(build_config("tiny", None, settings))  # no device: the default, auto
+    info = json.loads((result.run_dir / "run.json").read_text())
+    assert info["config"]["device"] == "cpu" and info["precision"] == "fp32"
+    assert "fp32 on cpu (--device auto)" in capsys.readouterr().err
+    # The same directory as an explicit --device cpu, so the same command finds the run again.
+    explicit = build_config("tiny", None, {**settings, "device": "cpu"})
+    assert result.run_dir.name == loop.default_run_dir(home, explicit, info["data"]["version"]).name
+
+
+def test_dropout_run_does_not_depend_on_what_ran_before_it(data_home: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first CPU run in a process measures a matmul peak for MFU; the same run again (an in-process sweep
+    point, or the command line) must still train the same weights."""
+    monkeypatch.setattr(telemetry, "_cpu_peak", None)
+    home = fresh_home(data_home, tmp_path)
+    first = _run(home, home / "runs" / "first", max_steps=3, model={"dropout": 0.1})
+    second = _run(home, home / "runs" / "second", max_steps=3, model={"dropout": 0.1})
+    assert first.params_sha256 == second.params_sha256
 
 
 # -------------------------------------------------------------------------------------------- data
@@ -188,6 +268,16 @@ def test_fp16_loss_scaling_grows_backs_off_and_skips(data_home: Path, tmp_path: 
     assert json.loads((home / "runs" / "fp16" / "run.json").read_text())["skipped_steps"] == 1
 
 
+def test_fp16_resumes_a_checkpoint_without_scaler_state(data_home: Path, tmp_path: Path) -> None:
+    home = fresh_home(data_home, tmp_path)
+    out = home / "runs" / "switch"
+    _run(home, out, max_steps=2)  # fp32: no loss scaler
+    result = _run(home, out, max_steps=4, precision="fp16")
+    assert result.status == "completed" and result.final_step == 4 and math.isfinite(result.final_loss)
+    resume = next(e for e in result.events if e["kind"] == "resume")
+    assert "fresh fp16 loss scaler" in resume["detail"]
+
+
 # ------------------------------------------------------------------------------------- checkpoints
 
 
@@ -236,9 +326,28 @@ def test_checksum_mismatch_is_a_clear_error(data_home: Path, tmp_path: Path,
     assert "failed verification" in err and shard.name in err and "sha256" in err
 
 
-def test_incompatible_checkpoint_is_a_clear_error(clean: RunResult, capsys: pytest.CaptureFixture[str]) -> None:
+def test_incompatible_checkpoint_is_a_clear_error_and_leaves_the_run_alone(
+        clean: RunResult, capsys: pytest.CaptureFixture[str]) -> None:
     home = clean.run_dir.parents[1]
+    recorded = (clean.run_dir / "run.json").read_bytes()
     args = ["--home", str(home), "--out", str(clean.run_dir), "--max-steps", "200", "--set", "model.d_model=32"]
     assert cli_main(args) == 2
     err = capsys.readouterr().err
     assert "was made for a different run" in err and "--out" in err
+    # The directory is another run's: its record and its metrics are not this command's to mark failed.
+    assert (clean.run_dir / "run.json").read_bytes() == recorded
+    status = connect(home).execute("SELECT arg_max(key, ts) FROM metrics WHERE run = 'clean' AND name = 'status'")
+    assert status.fetchone() == ("completed",)
+
+
+def test_no_verifying_checkpoint_leaves_the_run_alone(clean: RunResult, data_home: Path, tmp_path: Path) -> None:
+    home = fresh_home(data_home, tmp_path)
+    out = home / "runs" / "ruined"
+    shutil.copytree(clean.run_dir, out)
+    for state in out.glob("checkpoints/*/state.pt"):
+        state.write_bytes(b"not a checkpoint")
+    recorded = (out / "run.json").read_bytes()
+    with pytest.raises(CheckpointError, match="verifies"):
+        _run(home, out)
+    assert (out / "run.json").read_bytes() == recorded
+    assert not list(home.glob("metrics/**/part-*"))

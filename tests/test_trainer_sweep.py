@@ -156,6 +156,28 @@ def test_parallel_workers_match_sequential_points(swept, tmp_path: Path, monkeyp
     assert done == {r.point.index: r.result.params_sha256 for r in sequential[:3]}
 
 
+def test_device_auto_in_a_grid_takes_the_gpus(tmp_path: Path, monkeypatch) -> None:
+    """`device = "auto"` (the trainer's default) in a grid is the same as leaving it out: with CUDA devices,
+    one worker per device, each point set to cuda (and so named as an explicit cuda point is)."""
+    home = _home(tmp_path / "home")
+    (home / "auto.toml").write_text(GRID_TOML.replace("[settings]", '[settings]\ndevice = "auto"'), encoding="utf-8")
+    seen: dict[str, object] = {}
+
+    class Started(Exception):
+        pass
+
+    def run_parallel(points, devices, done) -> None:
+        seen.update(devices=devices, configs=[p.config for p in points])
+        raise Started
+
+    monkeypatch.setattr(sweep, "cuda_devices", lambda: ["0", "1"])
+    monkeypatch.setattr(sweep, "_run_parallel", run_parallel)
+    with pytest.raises(Started):
+        sweep.run_sweep(home, grid=home / "auto.toml", echo=lambda _: None)
+    explicit = sweep.plan(sweep.load_grid(home / "grid.toml"), home, sweep.resolve_data(home, None), "cuda")
+    assert seen == {"devices": ["0", "1"], "configs": [p.config for p in explicit]}
+
+
 # (sizes, token budgets, largest/smallest params) at least: tiny is the issue's rule; demo must still feed a
 # 5-parameter fit (5 runs) with several sizes and budgets.
 @pytest.mark.parametrize(("budget", "min_sizes", "min_tokens", "min_ratio"), [("tiny", 4, 3, 8.0), ("demo", 3, 2, 4.0)])

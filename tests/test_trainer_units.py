@@ -10,11 +10,11 @@ from pathlib import Path, PurePosixPath
 import pytest
 import torch
 
-from trainer import checkpoint
+from trainer import checkpoint, telemetry
 from trainer.config import ConfigError, GuardConfig, ModelConfig, build_config, parse_set
 from trainer.faults import parse_faults
 from trainer.guard import SpikeGuard
-from trainer.loop import lr_at
+from trainer.loop import lr_at, pick_device, torch_device
 from trainer.model import GPT, count_params, decay_groups, document_mask
 
 # ------------------------------------------------------------------------------------------- config
@@ -59,6 +59,40 @@ def test_toml_file_and_set_overrides(tmp_path: Path) -> None:
 def test_bad_settings_are_refused_clearly(override: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         build_config("tiny", None, override)
+
+
+def test_device_defaults_to_auto() -> None:
+    assert build_config("tiny").device == "auto"
+    assert build_config("1b").device == "auto"  # torchrun ... --preset 1b must not train on CPU by default
+
+
+def test_cuda_devices_get_an_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.cuda.set_device refuses a bare "cuda"; CUDA is stubbed here (no GPU), set_device's checks are real."""
+    selected: list[int] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
+    monkeypatch.setattr(torch._C, "_cuda_setDevice", selected.append, raising=False)
+    assert pick_device("auto") == "cuda" and pick_device("cpu") == "cpu"
+    assert torch_device("cuda", world=1, local_rank=0) == torch.device("cuda", 2)  # the current device
+    assert torch_device("cuda:3", world=1, local_rank=0) == torch.device("cuda", 3)
+    assert torch_device("cuda", world=8, local_rank=5) == torch.device("cuda", 5)  # torchrun: the local rank's
+    assert torch_device("cpu", world=1, local_rank=0) == torch.device("cpu")
+    torch.cuda.set_device(torch_device("cuda", world=1, local_rank=0))
+    assert selected == [2]
+    with pytest.raises(ValueError):
+        torch.cuda.set_device(torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto") == "cpu"
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        torch_device("cuda", world=1, local_rank=0)
+
+
+def test_cpu_peak_measurement_leaves_the_global_rng_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(telemetry, "_cpu_peak", None)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    assert telemetry.peak_flops(torch.device("cpu"), "fp32") > 0
+    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_fault_specs() -> None:
@@ -261,8 +295,35 @@ def test_checkpoints_load_with_weights_only(tmp_path: Path) -> None:
         checkpoint.load_latest(tmp_path, IDENTITY)
 
 
+def test_resave_interrupted_between_renames_keeps_the_old_checkpoint(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    checkpoint.save(tmp_path, 10, _state(10), IDENTITY)
+    rename, calls = checkpoint.os.rename, []
+
+    def crash_on_second_rename(src: Path, dst: Path) -> None:
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed between the renames")
+        rename(src, dst)
+
+    monkeypatch.setattr(checkpoint.os, "rename", crash_on_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(tmp_path, 10, _state(11), IDENTITY)  # a rollback re-saving its target step
+    monkeypatch.setattr(checkpoint.os, "rename", rename)
+    checkpoint.clean_temporaries(tmp_path)
+    assert [p.name for p in checkpoint.checkpoint_dir(tmp_path).iterdir()] == ["step-00000010"]
+    loaded = checkpoint.load_latest(tmp_path, IDENTITY)
+    assert loaded is not None and torch.equal(loaded.state["w"], torch.full((3,), 10.0))
+    # Uninterrupted, the re-save replaces the checkpoint and leaves nothing aside.
+    checkpoint.save(tmp_path, 10, _state(11), IDENTITY)
+    assert [p.name for p in checkpoint.checkpoint_dir(tmp_path).iterdir()] == ["step-00000010"]
+    loaded = checkpoint.load_latest(tmp_path, IDENTITY)
+    assert loaded is not None and torch.equal(loaded.state["w"], torch.full((3,), 11.0))
+
+
 def test_leftover_temporaries_are_cleaned(tmp_path: Path) -> None:
     checkpoint.save(tmp_path, 10, _state(10), IDENTITY)
     (checkpoint.checkpoint_dir(tmp_path) / ".tmp-step-00000020-1").mkdir()
+    (checkpoint.checkpoint_dir(tmp_path) / ".del-step-00000030-1").mkdir()  # a deletion stays deleted
     checkpoint.clean_temporaries(tmp_path)
     assert [p.name for p in checkpoint.checkpoint_dir(tmp_path).iterdir()] == ["step-00000010"]

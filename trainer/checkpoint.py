@@ -2,10 +2,12 @@
 
 Save: write both files into a hidden temporary directory, fsync them and the directory, rename it into
 place, fsync the parent. A crash at any instant leaves either no new checkpoint or a complete one;
-leftover temporary directories are removed on the next start. ``meta.json`` holds the sha256 of
-``state.pt``; load verifies it, loads with ``weights_only=True`` (no pickled code runs) and, when the
-newest checkpoint is corrupt, falls back to the one before it. A checkpoint made for a different model
-shape or dataset version is refused with a clear error instead of being silently used or skipped.
+leftover temporary directories are removed on the next start. Re-saving a step (after a rollback) moves
+the old checkpoint aside before the new one takes its name; the next start puts it back if the crash came
+in between. ``meta.json`` holds the sha256 of ``state.pt``; load verifies it, loads with
+``weights_only=True`` (no pickled code runs) and, when the newest checkpoint is corrupt, falls back to the
+one before it. A checkpoint made for a different model shape or dataset version is refused with a clear
+error instead of being silently used or skipped.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 FORMAT = "tokenmill.ckpt.v1"
 STATE, META = "state.pt", "meta.json"
 PREFIX = "step-"
+OLD = ".old-"  # a checkpoint being replaced by a re-save of its step
 
 
 class CheckpointError(RuntimeError):
@@ -76,10 +79,17 @@ def save(run_dir: Path, step: int, state: dict[str, Any], identity: dict[str, An
         handle.flush()
         os.fsync(handle.fileno())
     _fsync_dir(tmp)
-    if final.exists():  # a rollback re-saves a step it already has: replace it whole
-        _discard(final)
+    if not final.exists():
+        os.rename(tmp, final)
+        _fsync_dir(root)
+        return final
+    # A rollback re-saves a step it already has. The old checkpoint is moved aside, not deleted, until the new
+    # one is in place: a crash between the renames leaves it for clean_temporaries to put back.
+    old = root / f"{OLD}{final.name}-{os.getpid()}"
+    os.rename(final, old)
     os.rename(tmp, final)
     _fsync_dir(root)
+    shutil.rmtree(old)
     return final
 
 
@@ -91,10 +101,18 @@ def _discard(path: Path) -> None:
 
 
 def clean_temporaries(run_dir: Path) -> None:
+    """Remove what a crash left: unfinished saves and deletions. A checkpoint that a crashed re-save had moved
+    aside goes back under its name when the new one never arrived (the state just before that save)."""
     root = checkpoint_dir(run_dir)
-    if root.is_dir():
-        for leftover in root.glob(".*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+    if not root.is_dir():
+        return
+    for leftover in sorted(root.glob(f"{OLD}{PREFIX}*")):
+        final = root / leftover.name[len(OLD):].rsplit("-", 1)[0]
+        if not final.exists():
+            os.rename(leftover, final)
+    _fsync_dir(root)
+    for leftover in root.glob(".*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def steps(run_dir: Path) -> list[int]:

@@ -22,7 +22,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML file of settings (sections [model], [optim], [guard], [scaler])")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", help="auto (the default: cuda when torch sees a GPU, else cpu), cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"])
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     p.add_argument("--inject-fault", action="append", default=[], metavar="KIND@STEP",

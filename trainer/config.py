@@ -91,7 +91,7 @@ class TrainConfig:
     max_steps: int = 300
     batch_size: int = 8  # rows per micro-batch per process
     grad_accum: int = 1
-    device: str = "cpu"
+    device: str = "auto"  # auto (cuda when torch sees a GPU, else cpu) | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
     compile: bool = False
     parallel: str = "ddp"  # ddp | fsdp (FSDP2: parameters, gradients and optimizer state sharded); under torchrun
@@ -109,6 +109,7 @@ class TrainConfig:
     scaler: ScalerConfig = field(default_factory=ScalerConfig)
 
     def resolved_precision(self) -> str:
+        """Of a config whose device is resolved (the trainer resolves ``auto`` first)."""
         if self.precision == "auto":
             return "bf16" if self.device.startswith("cuda") else "fp32"
         return self.precision

@@ -25,7 +25,13 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_model_state_dict,
+    set_state_dict,
+)
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
@@ -111,16 +117,38 @@ def default_run_dir(home: Path, config: TrainConfig, version: str) -> Path:
     return home / "runs" / f"{config.preset}-{version}-seed{config.seed}-{digest}"
 
 
+def pick_device(name: str) -> str:
+    """``auto`` is ``cuda`` when torch sees a CUDA device, else ``cpu``; any other name stays as given."""
+    if name != "auto":
+        return name
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_device(name: str, world: int, local_rank: int) -> torch.device:
+    """The device this process trains on. A CUDA device always carries an index, because
+    torch.cuda.set_device refuses a bare ``cuda``: under torchrun the local rank's GPU, in one process the
+    index asked for or else the current device (0 unless CUDA_VISIBLE_DEVICES or the caller chose another)."""
+    device = torch.device(name)
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"--device {name} was asked for but torch sees no CUDA device")
+    if world > 1:
+        return torch.device("cuda", local_rank)
+    return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
+
+
 class Trainer:
     def __init__(self, config: TrainConfig):
-        self.config = config
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        cuda = config.device.startswith("cuda")
-        if cuda and not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for but torch sees no CUDA device")
-        self.device = torch.device(f"cuda:{local_rank}" if cuda and self.world > 1 else config.device)
+        self.auto_device = config.device == "auto"
+        # Resolved before anything reads the config: the default run directory's name hashes the settings, so
+        # an "auto" run names (and finds again) the directory of the device it picked, as an explicit one does.
+        self.config = config = dataclasses.replace(config, device=pick_device(config.device))
+        self.device = torch_device(config.device, self.world, local_rank)
+        cuda = self.device.type == "cuda"
         if cuda:
             torch.cuda.set_device(self.device)
         if self.world > 1 and not dist.is_initialized():
@@ -189,8 +217,12 @@ class Trainer:
     def _model_and_optimizer_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """Full (unsharded) state dicts. Under FSDP this is a collective and only rank 0 gets the tensors."""
         if self.fsdp:
-            return get_state_dict(self.raw, self.optimizer,
-                                  options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            if not self.optimizer.state:
+                # get_state_dict would initialise the empty AdamW state with a zero-learning-rate step, which
+                # still counts in Adam's bias correction; an optimizer that has not stepped is saved as {}.
+                return get_model_state_dict(self.raw, options=options), {}
+            return get_state_dict(self.raw, self.optimizer, options=options)
         return self.raw.state_dict(), self.optimizer.state_dict()
 
     def _state(self) -> dict[str, Any]:
@@ -201,28 +233,25 @@ class Trainer:
             "optimizer": optimizer_state,
             "scaler": self.scaler.state_dict() if self.scaler else {},
             "guard": self.guard.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-            },
             "progress": dataclasses.asdict(p),
         }
 
     def _restore(self, state: dict[str, Any], keep_lifetime: bool = False) -> None:
         """Load a checkpoint's state. ``keep_lifetime`` (a rollback) keeps what the run has learnt since:
         its data cursor, rollback count, learning-rate scale and event log."""
-        if self.fsdp:
+        if self.fsdp and not state["optimizer"]:
+            set_model_state_dict(self.raw, state["model"], options=StateDictOptions(full_state_dict=True))
+            self.optimizer.state.clear()  # the checkpoint's optimizer had not stepped
+        elif self.fsdp:
             set_state_dict(self.raw, self.optimizer, model_state_dict=state["model"],
                            optim_state_dict=state["optimizer"], options=StateDictOptions(full_state_dict=True))
         else:
             self.raw.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-        if self.scaler:
+        # A checkpoint of an fp32 or bf16 run has no scaler state: an fp16 run resuming it starts a fresh scaler.
+        if self.scaler and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.guard.load_state_dict(state["guard"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if self.device.type == "cuda" and state["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         saved = Progress(**state["progress"])
         if keep_lifetime:
             now = self.progress
@@ -233,10 +262,6 @@ class Trainer:
 
     def _save(self) -> None:
         step = self.progress.step
-        if self.fsdp and not self.optimizer.state:
-            # get_state_dict would initialise an empty AdamW state with a zero-learning-rate step, which
-            # still counts as a step in Adam's bias correction; so FSDP runs have no step-0 checkpoint.
-            return
         state = self._state()  # on every rank: gathering FSDP shards is a collective
         if self.rank == 0:
             path = checkpoint.save(self.run_dir, step, state, self.identity)
@@ -246,12 +271,16 @@ class Trainer:
         self._barrier()
         self.checkpointed_step = step
 
-    def _event(self, kind: str, detail: str, loss: float = float("nan"), step: int | None = None) -> None:
+    def _event(self, kind: str, detail: str, loss: float = float("nan"), step: int | None = None,
+               report: bool = True) -> None:
         """Record an event at ``step`` (default: the completed-step count, as for checkpoints and resumes;
-        events inside a step pass that step's 1-based number, the step its scalar rows are logged at)."""
+        events inside a step pass that step's 1-based number, the step its scalar rows are logged at).
+        ``report=False`` adds it to the run's event log only."""
         step = self.progress.step if step is None else step
         self.progress.events.append({"step": step, "kind": kind, "detail": detail,
                                      "loss": None if math.isnan(loss) else loss})
+        if not report:
+            return
         self.report.event(step, kind, detail, loss)
         if kind != "checkpoint":
             self.report.console(f"[{kind}] step {step}: {detail}")
@@ -342,6 +371,7 @@ class Trainer:
         scale = self.world / max(n_targets, 1.0)
         loss_sum = torch.zeros((), device=self.device)
         for j, b in enumerate(batches):
+            self._seed_dropout(j)
             sync = j == len(batches) - 1 or self.world == 1
             if self.fsdp:
                 self.raw.set_requires_gradient_sync(sync)
@@ -414,6 +444,18 @@ class Trainer:
             "tokens_seen": p.tokens_trained, "clipped": float(grad_norm > clip),
         }
 
+    def _seed_dropout(self, micro: int) -> None:
+        """Dropout is a step's only random draw. Its generator is seeded afresh for every micro-batch from
+        (seed, step, the micro-batch's index in the global batch, as the data slices it): ranks draw different
+        masks, a resumed run draws those of the uninterrupted one with no RNG state in the checkpoint, nothing
+        that ran earlier in the process changes them, and N ranks draw what one process accumulating N does."""
+        c = self.config
+        key = f"{c.seed}/{self.progress.step}/{self.rank * c.grad_accum + micro}"
+        seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
+        torch.default_generator.manual_seed(seed)
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(seed)
+
     def _rollback(self, reason: str, loss: float) -> None:
         """Back to the newest good checkpoint before the spike began, past the offending data."""
         p, g = self.progress, self.config.guard
@@ -465,20 +507,29 @@ class Trainer:
 
     # ------------------------------------------------------------------------------- the run
 
-    def _resume(self) -> None:
+    def _latest_checkpoint(self) -> checkpoint.Loaded | None:
+        """The checkpoint to resume, or None for a fresh run; CheckpointError when the directory holds
+        checkpoints of another run, or none that verifies."""
         if self.rank == 0:
             checkpoint.clean_temporaries(self.run_dir)
         self._barrier()
         loaded = checkpoint.load_latest(self.run_dir, self.identity)
-        self._barrier()  # rank 0's step-0 save below must not be what a slower rank finds and resumes from
+        self._barrier()  # rank 0's step-0 save must not be what a slower rank finds and resumes from
+        return loaded
+
+    def _resume(self, loaded: checkpoint.Loaded | None) -> None:
         if loaded is None:
             self._save()  # step 0: a rollback target before any spike
             return
         self._restore(loaded.state)
         self.checkpointed_step = loaded.step
+        # The checkpoint's state was taken just before its own event was logged; the metrics store has it.
+        self._event("checkpoint", loaded.path.name, report=False)
         detail = f"resumed from {loaded.path.name}"
         if loaded.rejected:
             detail += f"; passed over corrupt {'; '.join(loaded.rejected)}"
+        if self.scaler and not loaded.state["scaler"]:
+            detail += "; fresh fp16 loss scaler (the checkpoint has no scaler state)"
         self._event("resume", detail)
 
     def _completed_result(self) -> RunResult | None:
@@ -504,32 +555,40 @@ class Trainer:
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self._barrier()
-        c, p = self.config, self.progress
+        # Outside the try: until a checkpoint of this run has loaded, or the directory proved to hold none,
+        # it may belong to another run, whose run.json and metrics a `failed` record would overwrite.
+        loaded = self._latest_checkpoint()
+        c = self.config
         try:
-            self._resume()
+            self._resume(loaded)
             p = self.progress
             self._write_run_json("running")
             self._run_rows("running")
             self.report.flush()
             self.report.console(
                 f"run {self.run_id}: {self.params / 1e6:.2f}M params ({self.non_embedding_params / 1e6:.2f}M "
-                f"non-embedding), data {self.data.version}, {self.precision} on {self.device} x{self.world}, "
+                f"non-embedding), data {self.data.version}, {self.precision} on {self.device}"
+                f"{' (--device auto)' if self.auto_device else ''} x{self.world}, "
                 f"global batch {self.global_batch} x {self.model_cfg.seq_len - 1} tokens, "
                 f"step {p.step}/{c.max_steps}"
             )
-            steps_run, clipped_window, started = 0, 0, time.perf_counter()
+            steps_run, started = 0, time.perf_counter()
+            # clip_rate covers the steps since its last row: a window is shorter than log_every at the end of
+            # the run and after a resume.
+            clipped_window, window_steps = 0.0, 0
             while self.progress.step < c.max_steps:
                 scalars = self._step()
                 p = self.progress
                 if not scalars:  # rolled back
                     continue
                 steps_run += 1
+                window_steps += 1
                 clipped_window += scalars.pop("clipped")
                 scalars["memory_gb"] = memory_gb(self.device)
                 self.report.scalars(p.step, scalars)
                 if p.step % c.log_every == 0 or p.step == c.max_steps:
-                    self.report.scalars(p.step, {"clip_rate": clipped_window / c.log_every})
-                    clipped_window = 0
+                    self.report.scalars(p.step, {"clip_rate": clipped_window / window_steps})
+                    clipped_window, window_steps = 0.0, 0
                     elapsed = time.perf_counter() - started
                     eta = elapsed / steps_run * (c.max_steps - p.step)
                     self.report.console(

@@ -234,7 +234,8 @@ def plan(grid: Grid, home: Path, version_dir: Path, device: str) -> list[Point]:
     manifest = shards.read_manifest(version_dir)
     vocab, seq_len, version = int(manifest["tokenizer"]["vocab_size"]), int(manifest["seq_len"]), manifest["version"]
     shared = {**grid.settings, "home": str(home), "data": str(version_dir)}
-    shared.setdefault("device", device)
+    if shared.get("device", "auto") == "auto":
+        shared["device"] = device
     points = []
     for shape in grid.sizes:
         base = build_config("tiny", None, shared, {"model": shape})
@@ -411,7 +412,8 @@ def run_sweep(home: str | os.PathLike[str] | None = None, budget: str = "tiny",
         grid = load_grid(grid)
     check_grid(grid)
     version_dir = resolve_data(root, data)
-    devices = cuda_devices() if grid.settings.get("device", "cuda").startswith("cuda") else []
+    wanted = grid.settings.get("device", "auto")
+    devices = cuda_devices() if wanted == "auto" or wanted.startswith("cuda") else []
     points = plan(grid, root, version_dir, "cuda" if devices else "cpu")
     summary = summary_path(root, grid, version_dir.name)
     summary.parent.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,10 @@ def peak_flops(device: torch.device, precision: str, override: float = 0.0) -> f
                 return flops / 2 if precision == "fp32" else flops
         return 0.0
     if _cpu_peak is None:
-        a, b = torch.randn(512, 512), torch.randn(512, 512)
+        # A private generator: drawing from the global one would shift the training RNG of the first run in a
+        # process only (the result is cached), so a run would depend on whether another ran before it.
+        gen = torch.Generator().manual_seed(0)
+        a, b = torch.randn(512, 512, generator=gen), torch.randn(512, 512, generator=gen)
         a @ b
         reps, start = 20, time.perf_counter()
         for _ in range(reps):
