@@ -196,10 +196,10 @@ def _run_harness() -> None:
     from pipelines.bpe import PARALLELISM_ENV
     from pipelines.runner import introspection_memoized
 
-    # The build's workers encode at the same time, as many as there are cores, and each one's tokenizers
-    # thread pool has a thread per core on top: two workers on two cores encoded 4,000 documents in
-    # 1.0-1.1 CPU-ms each, ~1.4 ms of wall time, against 0.87-0.98 and ~1.0 on one thread each
-    # (docs/benchmarks.md). Training, which runs alone, turns the pool back on (pipelines.bpe).
+    # The build's workers encode at the same time, one per core, and each one's tokenizers thread pool
+    # added a thread per core on top: two processes encoding side by side on two cores spent 1.00-1.09
+    # CPU-ms per document with their pools, 0.87-0.98 without (docs/benchmarks.md). Training, which runs
+    # alone, turns the pool back on (pipelines.bpe).
     os.environ.setdefault(PARALLELISM_ENV, "false")
 
     # Each stage's first bundle in a worker builds the stage's operators, and Beam inspects every DoFn's
