@@ -108,11 +108,12 @@ class MetricsStore:
             os.fsync(handle.fileno())
         final = folder / name
         os.replace(tmp, final)
-        _fsync_dir(folder)
+        fsync_dir(folder)
         return final
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Makes a rename or a new file in ``folder`` durable (the file's own fsync does not cover its name)."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

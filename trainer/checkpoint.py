@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from metrics.store import fsync_dir
+
 FORMAT = "tokenmill.ckpt.v1"
 STATE, META = "state.pt", "meta.json"
 PREFIX = "step-"
@@ -42,14 +44,6 @@ class Loaded:
 
 def checkpoint_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sha256(path: Path) -> str:
@@ -78,17 +72,17 @@ def save(run_dir: Path, step: int, state: dict[str, Any], identity: dict[str, An
         json.dump(meta, handle, indent=1, sort_keys=True)
         handle.flush()
         os.fsync(handle.fileno())
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     if not final.exists():
         os.rename(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
         return final
     # A rollback re-saves a step it already has. The old checkpoint is moved aside, not deleted, until the new
     # one is in place: a crash between the renames leaves it for clean_temporaries to put back.
     old = root / f"{OLD}{final.name}-{os.getpid()}"
     os.rename(final, old)
     os.rename(tmp, final)
-    _fsync_dir(root)
+    fsync_dir(root)
     shutil.rmtree(old)
     return final
 
@@ -110,7 +104,7 @@ def clean_temporaries(run_dir: Path) -> None:
         final = root / leftover.name[len(OLD):].rsplit("-", 1)[0]
         if not final.exists():
             os.rename(leftover, final)
-    _fsync_dir(root)
+    fsync_dir(root)
     for leftover in root.glob(".*"):
         shutil.rmtree(leftover, ignore_errors=True)
 
