@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 import torch
 
+from pipelines.shards import sha256_file
 from trainer import checkpoint, telemetry
 from trainer.config import ConfigError, GuardConfig, ModelConfig, build_config, parse_set
 from trainer.faults import parse_faults
@@ -289,7 +290,7 @@ def test_checkpoints_load_with_weights_only(tmp_path: Path) -> None:
     """A state.pt holding a pickled object (code on load) is rejected, not executed."""
     path = checkpoint.save(tmp_path, 10, _state(10), IDENTITY)
     torch.save({"w": PurePosixPath("not/allow/listed")}, path / checkpoint.STATE)
-    fixed = json.loads((path / checkpoint.META).read_text()) | {"sha256": checkpoint._sha256(path / checkpoint.STATE)}
+    fixed = json.loads((path / checkpoint.META).read_text()) | {"sha256": sha256_file(path / checkpoint.STATE)}
     (path / checkpoint.META).write_text(json.dumps(fixed))
     with pytest.raises(checkpoint.CheckpointError, match="does not load"):
         checkpoint.load_latest(tmp_path, IDENTITY)

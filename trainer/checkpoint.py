@@ -12,7 +12,6 @@ error instead of being silently used or skipped.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 
 from metrics.store import fsync_dir
+from pipelines.shards import sha256_file
 
 FORMAT = "tokenmill.ckpt.v1"
 STATE, META = "state.pt", "meta.json"
@@ -46,14 +46,6 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save(run_dir: Path, step: int, state: dict[str, Any], identity: dict[str, Any]) -> Path:
     """Write ``state`` (tensors and plain Python values only) as the checkpoint of ``step``."""
     root = checkpoint_dir(run_dir)
@@ -67,7 +59,7 @@ def save(run_dir: Path, step: int, state: dict[str, Any], identity: dict[str, An
         torch.save(state, handle)
         handle.flush()
         os.fsync(handle.fileno())
-    meta = {"format": FORMAT, "step": step, "sha256": _sha256(tmp / STATE), "identity": identity}
+    meta = {"format": FORMAT, "step": step, "sha256": sha256_file(tmp / STATE), "identity": identity}
     with open(tmp / META, "w", encoding="utf-8") as handle:
         json.dump(meta, handle, indent=1, sort_keys=True)
         handle.flush()
@@ -137,7 +129,7 @@ def _verify(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     state_path = path / STATE
     if not state_path.is_file():
         raise ValueError(f"{STATE} missing")
-    digest = _sha256(state_path)
+    digest = sha256_file(state_path)
     if digest != meta.get("sha256"):
         raise ValueError(f"{STATE} sha256 {digest[:12]}… does not match meta.json {str(meta.get('sha256'))[:12]}…")
     try:
@@ -153,7 +145,7 @@ def intact(run_dir: Path, step: int, identity: dict[str, Any]) -> bool:
     try:
         meta = json.loads((path / META).read_text(encoding="utf-8"))
         return (meta.get("format") == FORMAT and meta.get("identity") == identity
-                and _sha256(path / STATE) == meta.get("sha256"))
+                and sha256_file(path / STATE) == meta.get("sha256"))
     except (OSError, json.JSONDecodeError):
         return False
 
