@@ -451,6 +451,8 @@ _GROUP_SPLIT_RE = re.compile(r"[ .-]+")
 _NON_DIGIT_RUN_RE = re.compile(r"[^0-9]+")
 _EXT_SUFFIX_RE = re.compile(r"[ \t]?(?:x|ext\.?|extension)[ \t]?[0-9]{1,6}$")
 _ZIP4_RE = re.compile(r"[0-9]{5}-[0-9]{4}")
+_SPACE_GROUPED_RE = re.compile(r"\+?[0-9]+(?: [0-9]+)+")
+_NUMBER_RE = re.compile(r"[0-9]+(?:[.,][0-9]+)*(?![^\W\d_])")
 _MAC_RE = re.compile(r"[0-9A-Fa-f]{2}([-:.])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}(?![\w])")
 
 
@@ -494,10 +496,14 @@ def _phone_edges_ok(text: str, a: int, b: int, raw: str) -> bool:
     # "+" after an operand is arithmetic ("x[0]+1.41421356").
     if raw[0] == "+" and a and text[a - 1] in ")]":
         return False
-    # A space-grouped number inside a longer run of space-separated digit
-    # groups is a table row or a hex dump ("1.001 159 652 1859 0.000 000"),
-    # not a phone number.
-    if " " in raw.strip():
+    # A number grouped by spaces alone inside a longer run of space-separated
+    # numbers is a table row or a hex dump ("1.001 159 652 1859 0.000 000"),
+    # not a phone number. A phone word before it says otherwise ("Call 800 555
+    # 0199 24 hours"), and so do brackets or hyphens ("(800) 555-0199 24 hours"),
+    # which tables do not have.
+    if _SPACE_GROUPED_RE.fullmatch(_EXT_SUFFIX_RE.sub("", raw).strip()) and not _has_context(
+        _PHONE_CTX_BEFORE_RE, text, a
+    ):
         # A leading "+" starts a new number whatever precedes it, and a single
         # digit before is a trunk prefix ("8 (41) 523 575").
         if (
@@ -507,7 +513,8 @@ def _phone_edges_ok(text: str, a: int, b: int, raw: str) -> bool:
             and ((text[a - 2].isdigit() and text[a - 3].isdigit()) or _placeholder_ends_at(text, a - 1))
         ):
             return False
-        if text[b : b + 1] == " " and (text[b + 1 : b + 2].isdigit() or text.startswith(_PLACEHOLDER_VALUES, b + 1)):
+        # What follows continues the run only when it is a number ("9am" is a time).
+        if text[b : b + 1] == " " and (_NUMBER_RE.match(text, b + 1) or text.startswith(_PLACEHOLDER_VALUES, b + 1)):
             return False
     return True
 

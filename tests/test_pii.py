@@ -116,6 +116,11 @@ POSITIVES = [
     ("Call (555) 123-4567 ext. 89", "phone", "(555) 123-4567 ext. 89"),
     ("+1-054-353-1726x16954", "phone", "+1-054-353-1726x16954"),
     ("Phone: 329 7730", "phone", "329 7730"),
+    # phone: a number right after it (opening hours, counts) is not a table of numbers
+    ("Call (800) 555-0199 24 hours a day", "phone", "(800) 555-0199"),
+    ("Order at 800-555-0199 7 days a week", "phone", "800-555-0199"),
+    ("Call 800 555 0199 24 hours a day", "phone", "800 555 0199"),
+    ("Reach us on 800 555 0199 9am to 5pm", "phone", "800 555 0199"),
     ("Can someone call me on 9472 7916?", "phone", "9472 7916"),
     # phone: German layouts (DIN 5008), next to a phone word
     ("Tel. 030/1234567", "phone", "030/1234567"),
@@ -267,6 +272,9 @@ NEGATIVES = [
     "order number 123456789012",
     "a population of 1,234,567 people",
     "1 234 567 inhabitants",
+    # space-grouped numbers in a run of numbers: a table row, not a phone number
+    "1.001 159 652 1859 0.000 000",
+    "totals 415 555 0132 7 and 12 415 555 0132",
     "pp. 1234-1256",
     "Boston, MA 02110-1301 USA",
     "Call 911",
