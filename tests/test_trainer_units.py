@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pipelines.shards import sha256_file
-from trainer import checkpoint, telemetry
+from trainer import checkpoint, cli, telemetry
 from trainer.config import ConfigError, GuardConfig, ModelConfig, build_config, parse_set
 from trainer.faults import parse_faults
 from trainer.guard import SpikeGuard
@@ -84,8 +84,19 @@ def test_cuda_devices_get_an_index(monkeypatch: pytest.MonkeyPatch) -> None:
         torch.cuda.set_device(torch.device("cuda"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert pick_device("auto") == "cpu"
-    with pytest.raises(RuntimeError, match="no CUDA device"):
+    with pytest.raises(ConfigError, match="no CUDA device"):
         torch_device("cuda", world=1, local_rank=0)
+
+
+@pytest.mark.parametrize(("device", "message"), [("cuda", "no CUDA device"), ("gpu0", "not a device torch knows")])
+def test_unusable_device_is_a_usage_error(device: str, message: str, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exit 2 with one line, before any data is read (the home here has none), not a traceback."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli.main(["--preset", "tiny", "--home", str(tmp_path), "--device", device]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trainer: error: --device") and message in err and "Traceback" not in err
 
 
 def test_cpu_peak_measurement_leaves_the_global_rng_alone(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -38,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from pipelines.shards import workspace_home
 from trainer import checkpoint
-from trainer.config import TrainConfig
+from trainer.config import ConfigError, TrainConfig
 from trainer.data import Batch, TokenData, random_batch, resolve_data
 from trainer.faults import active, parse_faults
 from trainer.guard import SpikeGuard
@@ -128,11 +128,14 @@ def torch_device(name: str, world: int, local_rank: int) -> torch.device:
     """The device this process trains on. A CUDA device always carries an index, because
     torch.cuda.set_device refuses a bare ``cuda``: under torchrun the local rank's GPU, in one process the
     index asked for or else the current device (0 unless CUDA_VISIBLE_DEVICES or the caller chose another)."""
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"--device {name!r} is not a device torch knows: use auto, cpu, cuda or cuda:N") from exc
     if device.type != "cuda":
         return device
     if not torch.cuda.is_available():
-        raise RuntimeError(f"--device {name} was asked for but torch sees no CUDA device")
+        raise ConfigError(f"--device {name} was asked for but torch sees no CUDA device")
     if world > 1:
         return torch.device("cuda", local_rank)
     return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
