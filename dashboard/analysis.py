@@ -45,7 +45,7 @@ def bootstrap_laws(law: ChinchillaLaw, points: pd.DataFrame, seed: int = 0) -> l
 
 
 def _band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return np.percentile(values, 2.5, axis=0), np.percentile(values, 97.5, axis=0)
+    return fitting.percentile_interval(values, 0.95)
 
 
 def loss_curves(law: ChinchillaLaw, samples: list[ChinchillaLaw], sizes: list[float],

@@ -409,7 +409,7 @@ def plan(compute: float, gpus: int | None = None, gpu: str = "h100", law: str = 
         iv = cfit.optimal_interval(compute)
         losses = [ChinchillaLaw(*row).loss(n, d) for row in cfit.samples]
         ci = {"params_ci95": list(iv["params"]), "tokens_ci95": list(iv["tokens"]),
-              "loss_ci95": [float(np.percentile(losses, 2.5)), float(np.percentile(losses, 97.5))]}
+              "loss_ci95": list(fitting.percentile_interval(losses, cfit.level))}
 
     out: dict[str, Any] = {
         "compute": compute, "compute_pf_days": compute / PF_DAY, "law": law, "fit": fit_name,

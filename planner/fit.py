@@ -20,6 +20,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -300,6 +301,26 @@ def _law(theta: np.ndarray) -> ChinchillaLaw:
     return ChinchillaLaw(E=math.exp(e), A=math.exp(a), B=math.exp(b), alpha=float(alpha), beta=float(beta))
 
 
+def percentile_interval(values: np.ndarray | list[float], level: float) -> tuple[Any, Any]:
+    """The central ``level`` interval of ``values`` along the first axis, interpolated linearly as
+    ``np.percentile`` does by default.
+
+    A bootstrap resample that pins nothing can leave a parameter, or a loss or allocation computed from it,
+    at inf (exp past its range). Such values make that end of the interval inf, as they should; where both
+    neighbours of a percentile are inf, ``np.percentile`` computes inf - inf and gives nan (and warns).
+    """
+    ordered = np.sort(np.asarray(values, dtype=float), axis=0)
+    last = len(ordered) - 1
+    ends = []
+    for q in (0.5 * (1 - level), 0.5 * (1 + level)):
+        i, t = divmod(last * q, 1.0)
+        a, b = ordered[int(i)], ordered[min(int(i) + 1, last)]
+        with np.errstate(invalid="ignore"):
+            end = np.where((a == b) | (t == 0), a, a + (b - a) * t)
+        ends.append(float(end) if end.ndim == 0 else end)
+    return ends[0], ends[1]
+
+
 @dataclass(frozen=True)
 class FitResult:
     law: ChinchillaLaw
@@ -315,19 +336,17 @@ class FitResult:
         """Percentile intervals at ``level`` for every parameter."""
         if len(self.samples) == 0:
             return {}
-        lo, hi = 50 * (1 - self.level), 50 * (1 + self.level)
         names = ("E", "A", "B", "alpha", "beta")
-        return {k: (float(np.percentile(self.samples[:, i], lo)), float(np.percentile(self.samples[:, i], hi)))
-                for i, k in enumerate(names)}
+        return {k: percentile_interval(self.samples[:, i], self.level) for i, k in enumerate(names)}
 
     def optimal_interval(self, compute: float) -> dict[str, tuple[float, float]]:
         """Percentile intervals of the compute-optimal N and D at ``compute`` across bootstrap resamples."""
         if len(self.samples) == 0:
             return {}
-        opts = np.array([ChinchillaLaw(*row).optimal(compute) for row in self.samples])
-        lo, hi = 50 * (1 - self.level), 50 * (1 + self.level)
-        return {"params": (float(np.percentile(opts[:, 0], lo)), float(np.percentile(opts[:, 0], hi))),
-                "tokens": (float(np.percentile(opts[:, 1], lo)), float(np.percentile(opts[:, 1], hi)))}
+        with np.errstate(over="ignore"):  # a resample at A or B = inf allocates inf or 0 (see percentile_interval)
+            opts = np.array([ChinchillaLaw(*row).optimal(compute) for row in self.samples])
+        return {"params": percentile_interval(opts[:, 0], self.level),
+                "tokens": percentile_interval(opts[:, 1], self.level)}
 
 
 def fit(runs: Runs, starts: list[np.ndarray] | np.ndarray | None = None, bootstrap: int = 200, seed: int = 0,
@@ -366,8 +385,12 @@ def fit(runs: Runs, starts: list[np.ndarray] | np.ndarray | None = None, bootstr
         draws = rng.integers(0, len(runs), (bootstrap, len(runs)))
         weights = np.stack([np.bincount(row, minlength=len(runs)) for row in draws]).astype(float)
         _, thetas = _batched_bfgs(np.tile(best_theta, (bootstrap, 1)), (log_n, log_d, log_l), weights=weights)
-        # theta is (a, b, e, alpha, beta); samples are (E, A, B, alpha, beta) like ChinchillaLaw's fields.
-        samples = np.column_stack([np.exp(thetas[:, 2]), np.exp(thetas[:, 0]), np.exp(thetas[:, 1]), thetas[:, 3:]])
+        # theta is (a, b, e, alpha, beta); samples are (E, A, B, alpha, beta) like ChinchillaLaw's fields. A
+        # resample that pins nothing can run log A or log B past exp's range: inf is its honest value, and
+        # the percentile intervals show it as an unbounded end.
+        with np.errstate(over="ignore"):
+            samples = np.column_stack([np.exp(thetas[:, 2]), np.exp(thetas[:, 0]), np.exp(thetas[:, 1]),
+                                       thetas[:, 3:]])
     return FitResult(law=_law(best_theta), objective=best_value, n_runs=len(runs), starts=len(start_array),
                      samples=samples, seed=seed, level=level)
 
@@ -422,8 +445,7 @@ class KaplanFit:
     def intervals(self) -> dict[str, tuple[float, float]]:
         if len(self.samples) == 0:
             return {}
-        lo, hi = 50 * (1 - self.level), 50 * (1 + self.level)
-        return {k: (float(np.percentile(self.samples[:, i], lo)), float(np.percentile(self.samples[:, i], hi)))
+        return {k: percentile_interval(self.samples[:, i], self.level)
                 for i, k in enumerate(("N_c", "D_c", "alpha_N", "alpha_D"))}
 
     def as_dict(self) -> dict[str, float]:

@@ -10,6 +10,8 @@ import math
 import sys
 from dataclasses import dataclass
 
+import numpy as np
+
 # 1 PF-day = 1e15 FLOP/s for 86 400 s; Kaplan et al. quote compute in these units.
 PF_DAY = 1e15 * 86_400
 
@@ -25,7 +27,11 @@ class ChinchillaLaw:
     beta: float
 
     def loss(self, n: float, d: float) -> float:
-        return self.E + self.A / n**self.alpha + self.B / d**self.beta
+        # In logs: a bootstrap resample can carry A or B = inf with a large exponent, where A / n**alpha
+        # would be inf / inf (nan) instead of the inf it is.
+        with np.errstate(over="ignore", divide="ignore"):
+            return (self.E + np.exp(np.log(self.A) - self.alpha * np.log(n))
+                    + np.exp(np.log(self.B) - self.beta * np.log(d)))
 
     @property
     def G(self) -> float:

@@ -376,3 +376,37 @@ def test_implausible_laws_warn_and_plans_say_how_far_they_extrapolate(tmp_path) 
     full = synthetic_runs(TRUE, 0.0)
     write_csv(good, ["params", "tokens", "loss"], [list(r) for r in zip(full.n, full.d, full.loss, strict=True)])
     assert plan(1e21, fitted=resolve_fit(str(good), kaplan=False), fit_spec=str(good))["notes"] == []
+
+
+# The 12 runs of `make demo`'s sweep, as logged: with their exact values, a few bootstrap resamples run
+# log A past exp's range (709).
+DEMO_N = [101220.0] * 3 + [135216.0] * 3 + [33612.0] * 3 + [67352.0] * 3
+DEMO_D = [100156.0, 200010.0, 400322.0] * 2 + [100156.0, 200010.0, 399300.0, 100156.0, 200010.0, 400322.0]
+DEMO_LOSS = [7.419177941846754, 6.370251052766863, 5.65422264143912, 7.274222297444502, 6.491430876073072,
+             5.580184891732472, 7.753398380167564, 7.250905509097702, 6.795344462833293, 7.430767126512621,
+             6.791001262030257, 6.104129082069472]
+
+
+def test_percentile_interval_is_numpys_and_keeps_inf_ends() -> None:
+    rng = np.random.default_rng(0)
+    for values in (rng.normal(size=200), rng.lognormal(size=(37, 5)), np.arange(3.0)):
+        lo, hi = F.percentile_interval(values, 0.95)
+        np.testing.assert_allclose([lo, hi], np.percentile(values, [2.5, 97.5], axis=0), rtol=1e-12)
+    tail = np.array([1.0] * 190 + [np.inf] * 10)
+    assert F.percentile_interval(tail, 0.95) == (1.0, np.inf)  # np.percentile: nan, and a warning
+    assert F.percentile_interval(np.array([1.0] * 195 + [np.inf] * 5), 0.95) == (1.0, np.inf)  # 1 to inf
+    assert F.percentile_interval(np.array([1.0] * 196 + [np.inf] * 4), 0.95) == (1.0, 1.0)
+
+
+def test_demo_fit_and_plan_give_intervals_not_nan_or_warnings(tmp_path, capsys,
+                                                               recwarn: pytest.WarningsRecorder) -> None:
+    result = F.fit(F.Runs(np.array(DEMO_N), np.array(DEMO_D), np.array(DEMO_LOSS)))
+    assert np.isinf(result.samples[:, 1]).any() and np.isfinite(result.law.A)
+    assert not any(math.isnan(end) for pair in result.intervals().values() for end in pair)
+    path = tmp_path / "runs.csv"
+    write_csv(path, ["params", "tokens", "loss"], [list(r) for r in zip(DEMO_N, DEMO_D, DEMO_LOSS, strict=True)])
+    assert main(["--compute", "6e21", "--gpus", "128", "--gpu", "h100", "--fit", str(path), "--json",
+                 "--home", str(tmp_path / "home")]) == 0
+    lo, hi = json.loads(capsys.readouterr().out)["loss_ci95"]
+    assert 0 < lo < hi  # the interval was [nan, nan]: inf / inf in one resample's A / N**alpha
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
