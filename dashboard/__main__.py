@@ -1,8 +1,8 @@
 """``python -m dashboard [--home DIR] [--port P] [--host H]``: start the Streamlit server.
 
 Streamlit listens on every interface, without authentication, unless told otherwise, and sends usage
-statistics by default: this entry point binds to 127.0.0.1 and turns the statistics off unless the
-user passes ``--host``.
+statistics by default: this entry point binds to 127.0.0.1 unless the user passes ``--host``, and always
+turns the statistics off.
 """
 
 from __future__ import annotations
