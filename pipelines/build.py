@@ -36,7 +36,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsSingleton
 
 import metrics
-from pipelines import memory, packed, readers, runner, shards, transit
+from pipelines import bpe, memory, packed, readers, runner, shards, transit
 from pipelines import transforms as T
 from pipelines.config import STAGES, BuildConfig, load_config, to_dict
 from pipelines.dedup import DATASKETCH_SCHEME, SHINGLE_HASH, s_curve
@@ -46,6 +46,8 @@ from pipelines.versions import summary
 STAGING = ".staging"
 OWNER = "owner.json"  # in a staging directory: the build writing it (see _owner_dead)
 STALE_STAGING_SECONDS = 7 * 24 * 3600
+# The first 4 bytes of every fastText model file (FASTTEXT_FILEFORMAT_MAGIC_INT32, little-endian).
+FASTTEXT_MAGIC = (793712314).to_bytes(4, "little")
 
 
 def expand_inputs(spec: str) -> list[str]:
@@ -54,10 +56,11 @@ def expand_inputs(spec: str) -> list[str]:
     A directory's hidden (``.``) and ``_`` files are skipped, as Spark, Hadoop and Arrow readers skip
     them: they are the writers' bookkeeping (``_SUCCESS``, ``.part-00000.parquet.crc``), not data.
     """
+    patterns = [p.strip() for p in spec.split(",") if p.strip()]
+    if not patterns:
+        raise ValueError(f"--input {spec!r} names no files")
     paths: set[str] = set()
-    for pattern in (p.strip() for p in spec.split(",")):
-        if not pattern:
-            continue
+    for pattern in patterns:
         directory = os.path.isdir(pattern)
         if directory:
             pattern = os.path.join(pattern, "*")
@@ -74,6 +77,53 @@ def expand_inputs(spec: str) -> list[str]:
                 raise ValueError(f"{path!r}: file name is not valid UTF-8; rename the file")
         paths.update(files)
     return sorted(paths)
+
+
+def check_model_files(config: BuildConfig) -> None:
+    """The fastText models the workers load once the pipeline runs: a bad path is a usage error now."""
+    models = []
+    if "langid" in config.stages and config.langid.model_path:
+        models.append(("langid.model_path", config.langid.model_path))
+    if "quality" in config.stages and config.quality.classifier_model:
+        models.append(("quality.classifier_model", config.quality.classifier_model))
+    for key, path in models:
+        try:
+            with open(path, "rb") as handle:
+                magic = handle.read(len(FASTTEXT_MAGIC))
+        except OSError as err:
+            raise ValueError(f"{key} {path!r}: {err.strerror or err}") from err
+        if magic != FASTTEXT_MAGIC:
+            raise ValueError(f"{key} {path!r} is not a fastText model file")
+
+
+def check_tokenizer_file(config: BuildConfig) -> None:
+    """A ``--tokenizer`` / ``tokenizer.path`` that cannot be loaded, as a usage error before any work."""
+    path = config.tokenizer.path
+    if not path or "tokenize" not in config.stages:
+        return
+    try:
+        with FileSystems.open(path) as handle:
+            payload = handle.read().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"--tokenizer (tokenizer.path) {path!r}: {getattr(err, 'strerror', None) or err}") from err
+    try:
+        bpe.tokenizer_from_json(payload)
+    # ``tokenizers`` raises a plain Exception for JSON that is not a tokenizer.
+    except Exception as err:
+        reason = " ".join(str(err).split())
+        raise ValueError(f"--tokenizer (tokenizer.path) {path!r} is not a usable tokenizer.json: {reason}") from err
+
+
+def writable_directory(path: Path, what: str) -> None:
+    """Creates ``path`` if need be; a file there, or a root nothing can be written under, is a usage error."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"{what} {path}: cannot create the directory: {err.strerror or err}") from err
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path}: directory is not writable")
 
 
 def code_version() -> str:
@@ -473,7 +523,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"--set expects SECTION.KEY=VALUE, got {item!r}")
+            raise ValueError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
         overrides[key.strip()] = value
     flag_map = {"stages": "stages", "text_field": "input.text_field", "id_field": "input.id_field",
                 "seq_len": "pack.seq_len", "vocab_size": "tokenizer.vocab_size", "tokenizer": "tokenizer.path",
@@ -494,9 +544,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
+    try:
+        check_model_files(config)
+        check_tokenizer_file(config)
+    except ValueError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
     home = shards.workspace_home(args.home)
     data_dir = Path(args.output).resolve() if args.output else home / "data"
-    if args.input:
+    # An empty --input is a mistake (an unset variable, say), never a request for the bundled sample.
+    if args.input is not None:
         try:
             inputs = expand_inputs(args.input)
         except (FileNotFoundError, ValueError) as err:
@@ -513,12 +570,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"input error: {err}", file=sys.stderr)
         return 2
     try:
+        # The build's metrics go under the home, after the version is published: too late to fail.
+        writable_directory(home, "--home" if args.home else "workspace home")
+        writable_directory(data_dir, "--output" if args.output else "data directory")
+    except ValueError as err:
+        print(f"output error: {err}", file=sys.stderr)
+        return 2
+    try:
         result = build(config, inputs, data_dir, beam_args, home)
     except (AccountingError, TransitError) as err:
         print(f"build failed: {err}", file=sys.stderr)
         return 1
     print(json.dumps(result.manifest, indent=2) if args.json else
           summary(result.manifest, result.path, "reused existing" if result.reused else "published"))
+    if result.manifest["counts"]["input"] == 0:
+        # Published all the same: an empty input is not invalid, but it is rarely what was meant.
+        print(f"warning: the inputs hold no documents; version {result.version} is empty and is now LATEST",
+              file=sys.stderr)
     return 0
 
 

@@ -8,6 +8,7 @@ in a config file is an error rather than a silently ignored threshold.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -31,6 +32,10 @@ class OutputConfig:
     # Rows per Parquet file for docs/, rejected/ and dead_letter/; the file count follows the data.
     rows_per_file: int = 10_000
 
+    def __post_init__(self) -> None:
+        if self.rows_per_file < 1:
+            raise ValueError(f"output.rows_per_file must be >= 1, got {self.rows_per_file}")
+
 
 @dataclass(frozen=True)
 class BuildConfig:
@@ -46,6 +51,9 @@ class BuildConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def __post_init__(self) -> None:
+        # It salts the tokenizer sample as 8 signed bytes (pipelines.bpe.sample_key).
+        if not -(2**63) <= self.seed < 2**63:
+            raise ValueError(f"seed must be within [-2**63, 2**63 - 1], got {self.seed}")
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
             raise ValueError(f"unknown stage(s) {unknown}; choose from {','.join(STAGES)}")
@@ -87,14 +95,18 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
             return int(value)
         raise ValueError(f"{where}: expected an integer, got {value!r}")
     if hint is float:
+        number = None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ValueError(f"{where}: expected a number, got {value!r}")
+        # NaN compares false with everything: a NaN threshold would silently disable its filter.
+        if number is None or math.isnan(number):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        return number
     if hint is str:
         if isinstance(value, str):
             return value
@@ -124,12 +136,20 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     """Defaults, then the TOML file, then ``overrides`` ({"section.key": value} or {"key": value})."""
     data: dict[str, Any] = {}
     if path:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
+        try:
+            with open(path, "rb") as handle:
+                data = tomllib.load(handle)
+        except OSError as err:
+            raise ValueError(f"cannot read config file {str(path)!r}: {err.strerror or err}") from err
+        except ValueError as err:  # tomllib.TOMLDecodeError, or bytes that are not UTF-8
+            raise ValueError(f"config file {str(path)!r} is not valid TOML: {err}") from err
     for dotted, value in (overrides or {}).items():
         target = data
         *parents, leaf = dotted.split(".")
-        for part in parents:
+        for depth, part in enumerate(parents, 1):
             target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                table = ".".join(parents[:depth])
+                raise ValueError(f"{dotted}: {table!r} is set to a value, not a table of keys")
         target[leaf] = value
     return from_dict(BuildConfig, data)

@@ -43,6 +43,15 @@ class DedupConfig:
     cc_rounds: int = 6
 
     def __post_init__(self) -> None:
+        for name in ("num_perm", "bands", "rows", "ngram"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"dedup.{name} must be >= 1, got {getattr(self, name)}")
+        # A band's bucket key starts with its index as one byte (band_keys).
+        if self.bands > 256:
+            raise ValueError(f"dedup.bands must be within [1, 256], got {self.bands}")
+        # datasketch seeds numpy's RandomState with it, which takes only this range.
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"dedup.seed must be within [0, 2**32 - 1], got {self.seed}")
         if self.bands * self.rows > self.num_perm:
             raise ValueError(f"bands*rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
         if not 0.0 < self.threshold <= 1.0:

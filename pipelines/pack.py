@@ -18,6 +18,9 @@ import numpy as np
 
 from pipelines.shards import PackedRow
 
+# A row is allocated whole (seq_len uint32 tokens); 2**20 tokens is a 4 MiB row, far beyond any context.
+MAX_SEQ_LEN = 1 << 20
+
 
 @dataclass(frozen=True)
 class PackConfig:
@@ -26,8 +29,8 @@ class PackConfig:
     best_fit: bool = False
 
     def __post_init__(self) -> None:
-        if self.seq_len < 2:
-            raise ValueError("seq_len must be at least 2")
+        if not 2 <= self.seq_len <= MAX_SEQ_LEN:
+            raise ValueError(f"pack.seq_len must be within [2, {MAX_SEQ_LEN:,}], got {self.seq_len}")
         if self.rows_per_shard < 1:
             raise ValueError("rows_per_shard must be positive")
 

@@ -36,6 +36,12 @@ class InputConfig:
     # Parsed documents longer than this are rejected as "too_long" (kept in rejected/ whole).
     max_doc_chars: int = 1_000_000
 
+    def __post_init__(self) -> None:
+        # 0 or less would make every record "too long" or read as end of file: nothing would be kept.
+        for name in ("max_record_bytes", "max_doc_chars"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"input.{name} must be >= 1, got {getattr(self, name)}")
+
 
 @dataclass(frozen=True)
 class Record:
@@ -363,6 +369,12 @@ def _read_jsonl(stream: IO[bytes], path: str, config: InputConfig, first_positio
         except json.JSONDecodeError as err:
             yield DeadLetter(path, position, f"broken JSON: {err.msg} at column {err.colno}", line)
             continue
+        except RecursionError:
+            yield DeadLetter(path, position, "broken JSON: nested too deeply", line)
+            continue
+        except ValueError as err:  # valid JSON Python refuses, e.g. an integer of more than 4,300 digits
+            yield DeadLetter(path, position, f"unreadable JSON: {err}", line)
+            continue
         yield _document(obj, path, position, line, config)
 
 
@@ -408,28 +420,42 @@ def _read_wet(stream: IO[bytes], path: str, config: InputConfig) -> Iterator[Rec
         if not line.startswith(b"WARC/"):
             continue
         headers: dict[str, str] = {}
+        head = bytearray(line)  # the raw bytes of a dead letter for a bad Content-Length
         while (header := stream.readline(65536)) not in (b"\r\n", b"\n", b""):
+            if len(head) < RAW_EXCERPT_BYTES:
+                head += header
             name, _, value = header.decode("utf-8", "replace").partition(":")
             headers[name.strip().lower()] = value.strip()
-        try:
-            length = int(headers.get("content-length", ""))
-        except ValueError:
+        length_text = headers.get("content-length", "")
+        # Digits only: int() would also take "-1" (read(-1) swallows the rest of the file), "+5" or "1_0".
+        if not (length_text.isascii() and length_text.isdigit()):
             position += 1
-            yield DeadLetter(path, position, "WARC record without a valid Content-Length", line)
+            # The record's end is unknown: parsing resumes at the next line starting "WARC/", the
+            # only other framing the format has, so the records after this one are still read.
+            problem = f"invalid Content-Length {length_text[:40]!r}" if length_text else "no Content-Length"
+            yield DeadLetter(path, position, f"WARC record with {problem}; skipped to the next WARC/ line",
+                             bytes(head[:RAW_EXCERPT_BYTES]))
             continue
+        length = int(length_text)
         if length > config.max_record_bytes:
             body_excerpt = stream.read(min(length, RAW_EXCERPT_BYTES))
-            _skip(stream, length - len(body_excerpt))
+            missing = _skip(stream, length - len(body_excerpt))
             position += 1
+            if missing:
+                yield DeadLetter(path, position, f"truncated record: {length - missing} of {length} bytes",
+                                 body_excerpt)
+                return
             yield DeadLetter(path, position, f"record longer than {config.max_record_bytes} bytes", body_excerpt)
             continue
         body = stream.read(length)
+        if len(body) < length:
+            # Whatever its type: a length past the end of the file may have swallowed later records.
+            position += 1
+            yield DeadLetter(path, position, f"truncated record: {len(body)} of {length} bytes", body)
+            return
         if headers.get("warc-type") != "conversion":
             continue
         position += 1
-        if len(body) < length:
-            yield DeadLetter(path, position, f"truncated record: {len(body)} of {length} bytes", body)
-            return
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as err:
@@ -440,12 +466,14 @@ def _read_wet(stream: IO[bytes], path: str, config: InputConfig) -> Iterator[Rec
                         body, config)
 
 
-def _skip(stream: IO[bytes], count: int) -> None:
+def _skip(stream: IO[bytes], count: int) -> int:
+    """Reads past ``count`` bytes; returns how many of them the stream ended short of."""
     while count > 0:
         chunk = stream.read(min(count, 1 << 20))
         if not chunk:
-            return
+            return count
         count -= len(chunk)
+    return 0
 
 
 def input_reason(text: str, config: InputConfig) -> str | None:

@@ -186,6 +186,16 @@ def test_a_build_that_keeps_nothing_publishes_an_empty_consistent_version(tmp_pa
         assert pq.read_table(version_dir / folder).num_rows == rows
 
 
+def test_a_build_of_inputs_holding_no_documents_publishes_with_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    assert run_build(tmp_path, "--input", str(tmp_path / "empty.jsonl"), *IN_PROCESS, "--stages", "langid") == 0
+    version = _version(tmp_path)
+    assert shards.read_manifest(version)["counts"]["input"] == 0
+    assert (tmp_path / "data" / "LATEST").read_text().strip() == version.name
+    assert f"warning: the inputs hold no documents; version {version.name} is empty" in capsys.readouterr().err
+
+
 def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_build(tmp_path, "--input", str(tmp_path / "nope-*.jsonl"), *IN_PROCESS) == 2
     assert "no input files match" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -167,6 +168,68 @@ def test_value_errors_from_stage_configs_propagate() -> None:
         load_config(overrides={"dedup.bands": 30})  # 30 * 6 > 120 permutations
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        # NaN compares false with every score: it silently disabled the langid filter.
+        ("langid.threshold", "nan"), ("langid.threshold", "inf"), ("langid.threshold", "-0.1"),
+        ("langid.threshold", "1.5"),
+        ("quality.max_dup_line_frac", "nan"), ("quality.max_top_ngram_char_frac", "0.2,nan,0.1"),
+        # 0: ZeroDivisionError in a worker; -1: files named part--0012-of--0021.
+        ("output.rows_per_file", "0"), ("output.rows_per_file", "-1"),
+        # 0 trained on nothing: a 258-token vocabulary, silently.
+        ("tokenizer.sample_docs", "0"), ("tokenizer.sample_chars_per_doc", "0"), ("tokenizer.batch_size", "0"),
+        ("dedup.num_perm", "0"), ("dedup.bands", "0"), ("dedup.bands", "-2"), ("dedup.rows", "0"),
+        ("dedup.ngram", "0"), ("dedup.ngram", "-1"), ("dedup.seed", "-1"), ("dedup.seed", str(2**32)),
+        # 1e12 allocated 4 TiB rows.
+        ("pack.seq_len", str(10**12)), ("pack.seq_len", str(2**20 + 1)),
+        ("input.max_record_bytes", "0"), ("input.max_record_bytes", "-1"), ("input.max_doc_chars", "0"),
+        ("seed", str(2**63)),
+    ],
+)
+def test_out_of_range_values_are_config_errors_naming_the_key(key: str, value: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(key)) as info:
+        load_config(overrides={key: value})
+    assert "\n" not in str(info.value)
+
+
+def test_range_bounds_are_accepted() -> None:
+    config = load_config(overrides={"langid.threshold": "0", "pack.seq_len": str(2**20), "output.rows_per_file": "1",
+                                    "tokenizer.sample_docs": "1", "dedup.seed": str(2**32 - 1), "seed": "-5"})
+    assert config.langid.threshold == 0.0 and config.pack.seq_len == 2**20
+    assert LangIdConfig(threshold=1.0).threshold == 1.0
+    # Infinity is a meaningful "no limit" for a max_* rule; only NaN is refused everywhere.
+    assert load_config(overrides={"quality.max_list_ratio": "inf"}).quality.max_list_ratio == float("inf")
+    assert DedupConfig(num_perm=256, bands=256, rows=1).bands == 256
+    with pytest.raises(ValueError, match=r"dedup\.bands must be within \[1, 256\]"):
+        DedupConfig(num_perm=300, bands=257, rows=1)  # a band's key holds its index in one byte
+
+
+def test_nan_in_a_toml_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "nan.toml"
+    path.write_text("[langid]\nthreshold = nan\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="langid.threshold"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"a": "1", "a.b": "2"}, {"pack": "3", "pack.seq_len": "64"}, {"input.text_field": "t", "input.text_field.x": "1"}],
+    ids=str,
+)
+def test_setting_a_key_under_a_value_is_a_config_error(overrides: dict) -> None:
+    # Once a TypeError from assigning into a str.
+    with pytest.raises(ValueError, match="not a table"):
+        load_config(overrides=overrides)
+
+
+def test_setting_a_key_under_a_toml_value_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "build.toml"
+    path.write_text("seed = 3\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="'seed' is set to a value"):
+        load_config(path, {"seed.x": "1"})
+
+
 def test_stages_reordered_to_canonical_order() -> None:
     config = load_config(overrides={"stages": "pack,tokenize,langid,quality"})
     assert config.stages == ("langid", "quality", "tokenize", "pack")
@@ -209,8 +272,21 @@ def test_from_dict_partial_and_nested() -> None:
 
 
 def test_config_file_not_found(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
+    # A ValueError is what the CLI reports as a config error (exit 2); an OSError was a traceback.
+    with pytest.raises(ValueError, match="cannot read config file .*missing.toml.*No such file"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_config_file_that_is_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot read config file .*Is a directory"):
+        load_config(tmp_path)
+
+
+def test_config_file_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"seed = 1\n\xff\xfe\n")
+    with pytest.raises(ValueError, match="binary.toml.* is not valid TOML"):
+        load_config(path)
 
 
 def test_invalid_toml(tmp_path: Path) -> None:

@@ -153,6 +153,10 @@ BAD = [
     (b'{"id": "surrogate", "text": "bad \\ud800 half"}\n', "surrogate"),
     # Beam's coders refuse such a string: kept, it would crash the whole build, not just this record.
     (b'{"id": "abc\\ud800", "text": "Hello there."}\n', "id field 'id' contains unpaired UTF-16 surrogates"),
+    # The parser recurses per level: its RecursionError once ended the whole build.
+    (b'{"text": ' + b"[" * 5000 + b"]" * 5000 + b"}\n", "nested too deeply"),
+    # Valid JSON that Python refuses with a ValueError that is no JSONDecodeError.
+    (b'{"id": 1' + b"0" * 5000 + b', "text": "huge id"}\n', "4300 digits"),
 ]
 
 
@@ -506,6 +510,37 @@ def test_wet_bad_content_length(tmp_path: Path) -> None:
     assert "Content-Length" in dead[0].error
 
 
+@pytest.mark.parametrize("value", ["-1", "+5", "1_0", "5 5", "", None])
+def test_wet_invalid_content_length_is_dead_lettered_and_later_records_still_read(tmp_path: Path,
+                                                                                  value: str | None) -> None:
+    # int() takes "-1" (read(-1) then swallowed the rest of the file), "+5" and "1_0": only digits frame a record.
+    header = "" if value is None else f"Content-Length: {value}\r\n"
+    bad = f"WARC/1.0\r\nWARC-Type: conversion\r\n{header}\r\nbody\r\nmore body\r\n\r\n".encode()
+    path = tmp_path / "crawl.wet"
+    path.write_bytes(bad + _wet_bytes())
+    records, dead, digest = _read(path)
+    assert [r.text for r in records] == WET_TEXTS
+    assert [r.position for r in records] == [2, 3]
+    assert [d.position for d in dead] == [1]
+    assert ("invalid Content-Length" if value else "no Content-Length") in dead[0].error
+    assert dead[0].raw.startswith(b"WARC/1.0\r\nWARC-Type: conversion\r\n")
+    _check_digest(digest, path, 2, 1)
+
+
+@pytest.mark.parametrize("max_record_bytes", [32 << 20, 1000])
+def test_wet_length_past_the_end_of_the_file_is_a_dead_letter_whatever_the_record_type(
+        tmp_path: Path, max_record_bytes: int) -> None:
+    # Once a skipped warcinfo record, it silently swallowed every record after it.
+    bogus = _warc_record({"WARC-Type": "warcinfo"}, b"info").replace(b"Content-Length: 4", b"Content-Length: 99999")
+    path = tmp_path / "crawl.wet"
+    path.write_bytes(bogus + _wet_bytes())
+    records, dead, digest = _read(path, InputConfig(max_record_bytes=max_record_bytes))
+    assert records == []
+    assert [d.position for d in dead] == [1]
+    assert "truncated record" in dead[0].error and "of 99999 bytes" in dead[0].error
+    _check_digest(digest, path, 0, 1)
+
+
 def test_wet_truncated_record(tmp_path: Path) -> None:
     data = _wet_bytes()
     path = tmp_path / "crawl.wet"
@@ -571,6 +606,15 @@ def test_read_file_unknown_format_raises(tmp_path: Path) -> None:
     path.write_text("x,y\n")
     with pytest.raises(ValueError):
         list(read_file(str(path), _open, InputConfig(), FileDigest(str(path))))
+
+
+@pytest.mark.parametrize("field", ["max_record_bytes", "max_doc_chars"])
+@pytest.mark.parametrize("value", [0, -1])
+def test_input_limits_below_one_are_config_errors(field: str, value: int) -> None:
+    # max_record_bytes=-1 made readline(0) read as end of file: every JSONL document silently vanished.
+    with pytest.raises(ValueError, match=rf"input\.{field} must be >= 1, got {value}"):
+        InputConfig(**{field: value})
+    InputConfig(**{field: 1})
 
 
 def test_input_reason() -> None:
