@@ -54,7 +54,7 @@ THRESHOLDS: dict[str, list[tuple[str, str]]] = {
 
 
 class CatalogError(ValueError):
-    """A version that does not exist or whose name could not be a version."""
+    """A version that does not exist, whose name could not be a version, or whose manifest is unreadable."""
 
 
 def data_root(home: str | os.PathLike[str]) -> Path:
@@ -80,7 +80,21 @@ def _version_dir(home: str | os.PathLike[str], version: str) -> Path:
 
 
 def manifest(home: str | os.PathLike[str], version: str) -> dict[str, Any]:
-    return json.loads((_version_dir(home, version) / "manifest.json").read_text(encoding="utf-8"))
+    return _read_manifest(_version_dir(home, version) / "manifest.json")
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """A manifest as the pages use it, or CatalogError: a corrupt one must not take a page down with it."""
+    try:
+        m = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError) as err:  # not UTF-8, not JSON, or nested too deep to parse
+        raise CatalogError(f"{path}: unreadable manifest ({err})") from err
+    shards = m.get("shards", []) if isinstance(m, dict) else None
+    if not (isinstance(m, dict) and isinstance(m.get("counts", {}), dict) and isinstance(m.get("config", {}), dict)
+            and isinstance(shards, list) and all(isinstance(s, dict) and isinstance(s.get("tokens", 0), int)
+                                                 for s in shards)):
+        raise CatalogError(f"{path}: not a dataset manifest (an object with counts, config and shards)")
+    return m
 
 
 def versions(home: str | os.PathLike[str]) -> pd.DataFrame:
@@ -91,7 +105,10 @@ def versions(home: str | os.PathLike[str]) -> pd.DataFrame:
     for path in sorted(folder.glob("*/manifest.json")) if folder.is_dir() else []:
         if not _VERSION_RE.match(path.parent.name):
             continue
-        m = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            m = _read_manifest(path)
+        except CatalogError:  # left out, like a name that is not a version: the page could not open it
+            continue
         counts = m.get("counts", {})
         shards = m.get("shards", [])
         rows.append({

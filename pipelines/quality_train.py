@@ -22,6 +22,7 @@ import ctypes
 import ctypes.util
 import hashlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -106,14 +107,26 @@ def read_jsonl(path: Path, text_field: str = "text", label_field: str = "label")
     if not path.is_file():
         raise TrainingError(f"input file not found: {path}")
     records: list[tuple[str, str]] = []
-    with path.open(encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, 1):
+    try:
+        f = path.open("rb")  # decoded line by line, so that bad UTF-8 is reported with its line number
+    except OSError as e:
+        raise TrainingError(f"cannot read {path}: {e.strerror}") from e
+    with f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise TrainingError(f"{path}:{lineno}: not valid UTF-8 ({e.reason} at byte {e.start})") from e
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise TrainingError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
+            except RecursionError as e:
+                raise TrainingError(f"{path}:{lineno}: not valid JSON (nested too deeply)") from e
+            except ValueError as e:  # e.g. an integer longer than int() may parse
+                raise TrainingError(f"{path}:{lineno}: not valid JSON ({e})") from e
             if not isinstance(row, dict):
                 raise TrainingError(f"{path}:{lineno}: expected a JSON object")
             if text_field not in row or label_field not in row:
@@ -121,12 +134,51 @@ def read_jsonl(path: Path, text_field: str = "text", label_field: str = "label")
             text = row[text_field]
             if not isinstance(text, str):
                 raise TrainingError(f"{path}:{lineno}: field {text_field!r} is not a string")
+            try:  # JSON may escape a lone surrogate, which no UTF-8 training file can hold
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise TrainingError(f"{path}:{lineno}: field {text_field!r} is not valid Unicode ({e.reason})") from e
             try:
                 label = normalize_label(row[label_field])
             except TrainingError as e:
                 raise TrainingError(f"{path}:{lineno}: {e}") from e
             records.append((text, label))
     return records
+
+
+# fastText stores these as C ints; anything larger fails in its binding instead of with a message.
+_INT_MAX = 2**31 - 1
+
+
+def check_params(**params: Any) -> dict[str, Any]:
+    """``params`` over :data:`DEFAULT_PARAMS`, or TrainingError naming the first bad one as its CLI flag.
+
+    fastText accepts zero and negative values and then trains a meaningless model, or with no bucket for
+    word n-grams divides by zero and kills the process (SIGFPE), so they are refused before it sees them."""
+    unknown = set(params) - set(DEFAULT_PARAMS)
+    if unknown:
+        raise TrainingError(f"unknown training parameters: {sorted(unknown)}")
+    p = {**DEFAULT_PARAMS, **params}
+    for name, low in (("epoch", 1), ("wordNgrams", 1), ("dim", 1), ("minCount", 1), ("bucket", 0), ("seed", 0)):
+        value = p[name]
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= _INT_MAX:
+            raise TrainingError(f"--{name} must be an integer from {low} to {_INT_MAX}, got {value!r}")
+    if p["bucket"] == 0 and p["wordNgrams"] > 1:
+        raise TrainingError(f"--bucket must be at least 1 with --wordNgrams {p['wordNgrams']} (word n-grams are "
+                            "hashed into the buckets); use --wordNgrams 1 for a model without them")
+    lr = p["lr"]
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not (math.isfinite(lr) and lr > 0):
+        raise TrainingError(f"--lr must be a positive finite number, got {lr!r}")
+    return p
+
+
+def check_output(output: Path) -> None:
+    """TrainingError unless a model file can go at ``output``; checked before anything is trained."""
+    if output.is_dir():
+        raise TrainingError(f"--output {output} is a directory; give a file name such as {output / 'quality.bin'}")
+    parent = next((d for d in output.parents if d.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise TrainingError(f"--output {output}: {parent} is not a directory")
 
 
 def train_quality_classifier(
@@ -139,12 +191,10 @@ def train_quality_classifier(
     the model path, example counts per split and label, and precision / recall / f1 / accuracy of the hq
     label on the held-out split (None when the split is empty).
     """
+    p = check_params(**params)
+    output = Path(output)
+    check_output(output)
     import fasttext  # heavy native module, only needed here
-
-    unknown = set(params) - set(DEFAULT_PARAMS)
-    if unknown:
-        raise TrainingError(f"unknown training parameters: {sorted(unknown)}")
-    p = {**DEFAULT_PARAMS, **params}
 
     train: list[tuple[str, str]] = []
     heldout: list[tuple[str, str]] = []
@@ -162,8 +212,10 @@ def train_quality_classifier(
     if {lab for _, lab in train} != {HQ_LABEL, LQ_LABEL}:
         raise TrainingError("the training split lacks one class: add more examples of each label")
 
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrainingError(f"cannot create {output.parent}: {e.strerror}") from e
     fd, train_path = tempfile.mkstemp(prefix="quality_train_", suffix=".txt")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -194,8 +246,13 @@ def train_quality_classifier(
     finally:
         os.unlink(train_path)
     tmp_out = output.with_name(output.name + ".tmp")
-    model.save_model(str(tmp_out))
-    os.replace(tmp_out, output)  # never leave a half-written model under the final name
+    try:
+        model.save_model(str(tmp_out))
+        os.replace(tmp_out, output)  # never leave a half-written model under the final name
+    except (OSError, ValueError) as e:  # fastText reports a file it cannot open as ValueError
+        raise TrainingError(f"cannot write the model to {output} ({e})") from e
+    finally:
+        tmp_out.unlink(missing_ok=True)  # a model is tens of MB: never leave one behind on failure
 
     tp = fp = fn = correct = 0
     if heldout:
@@ -251,20 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    params = {"epoch": args.epoch, "lr": args.lr, "wordNgrams": args.wordNgrams, "dim": args.dim,
+              "bucket": args.bucket, "minCount": args.minCount, "seed": args.seed, "quantize": args.quantize}
     try:
+        # Bad flags fail before the input is read, which can take a while.
+        check_params(**params)
+        check_output(args.output)
         records = read_jsonl(args.input, args.text_field, args.label_field)
-        report = train_quality_classifier(
-            records,
-            args.output,
-            epoch=args.epoch,
-            lr=args.lr,
-            wordNgrams=args.wordNgrams,
-            dim=args.dim,
-            bucket=args.bucket,
-            minCount=args.minCount,
-            seed=args.seed,
-            quantize=args.quantize,
-        )
+        report = train_quality_classifier(records, args.output, **params)
     except TrainingError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -154,11 +154,61 @@ def workspace_home(home: str | os.PathLike[str] | None = None) -> Path:
     return Path(home or os.environ.get("TOKENMILL_HOME") or ".").resolve()
 
 
+class ManifestError(FileNotFoundError):
+    """A version's manifest.json is there but unusable: not UTF-8 JSON, not an object, or a key missing or
+    of the wrong type. A FileNotFoundError because a version whose manifest cannot be read is, to every
+    reader, not a published version: callers that report a missing manifest (trainer.data.resolve_data,
+    ``versions show``) report this one too, with the reason in the message."""
+
+    def __init__(self, version_dir: Path, problem: str):
+        super().__init__(f"{version_dir / MANIFEST}: {problem}; rebuild or remove this dataset version")
+        self.version_dir = version_dir
+
+
+# The type every reader assumes of each top-level key when it is there; only "version" is required, since
+# hand-made manifests (bench.train_gpu's, tests') leave out what they have no use for.
+_MANIFEST_TYPES: dict[str, type | tuple[type, ...]] = {
+    "version": str, "parent": (str, type(None)), "created_at": str, "counts": dict, "config": dict,
+    "stages": dict, "distributions": dict, "tokenizer": (dict, type(None)), "seq_len": (int, type(None)),
+    "shards": list, "files": dict,
+}
+_SHARD_TYPES: dict[str, type] = {"path": str, "sha256": str, "rows": int, "tokens": int}
+
+
+def _manifest_problem(manifest: Any) -> str | None:
+    if not isinstance(manifest, dict):
+        return f"not a JSON object but a {type(manifest).__name__}"
+    if "version" not in manifest:
+        return "no 'version' key"
+    for key, kind in _MANIFEST_TYPES.items():
+        if key in manifest and not isinstance(manifest[key], kind):
+            return f"'{key}' is a {type(manifest[key]).__name__}"
+    for index, shard in enumerate(manifest.get("shards", [])):
+        if not isinstance(shard, dict) or not all(isinstance(shard.get(k), t) for k, t in _SHARD_TYPES.items()):
+            return f"shards[{index}] is not an object with {', '.join(_SHARD_TYPES)}"
+    for folder, entries in manifest.get("files", {}).items():
+        if not isinstance(entries, list) or not all(
+                isinstance(e, str) or isinstance(e, dict) and isinstance(e.get("path"), str) for e in entries):
+            return f"files.{folder} is not a list of file names or of objects with a path"
+    if not isinstance((manifest.get("tokenizer") or {}).get("path", ""), str):
+        return "tokenizer.path is not a string"
+    return None
+
+
 def read_manifest(version_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """A version's manifest; FileNotFoundError when there is none, ManifestError when it is unusable."""
     path = Path(version_dir) / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"{version_dir}: no {MANIFEST}; not a published dataset version")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ManifestError(Path(version_dir), f"not UTF-8 ({err.reason} at byte {err.start})") from err
+    except (ValueError, RecursionError) as err:  # also an integer too long to parse, arrays nested too deep
+        raise ManifestError(Path(version_dir), f"not valid JSON ({err})") from err
+    if problem := _manifest_problem(manifest):
+        raise ManifestError(Path(version_dir), problem)
+    return manifest
 
 
 def latest_version(data_dir: str | os.PathLike[str]) -> str | None:
@@ -169,17 +219,29 @@ def latest_version(data_dir: str | os.PathLike[str]) -> str | None:
     return name or None
 
 
-def list_versions(data_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Manifests of every published version, oldest first. Unpublished staging dirs never show."""
+def scan_versions(data_dir: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Manifests of every published version, oldest first, and the versions whose manifest is unusable
+    (name → ManifestError message). Unpublished staging dirs never show."""
     root = Path(data_dir) / VERSIONS
-    manifests = [read_manifest(p.parent) for p in root.glob(f"*/{MANIFEST}")] if root.is_dir() else []
-    return sorted(manifests, key=lambda m: (m.get("created_at", ""), m["version"]))
+    manifests, broken = [], {}
+    for path in sorted(root.glob(f"*/{MANIFEST}")) if root.is_dir() else []:
+        try:
+            manifests.append(read_manifest(path.parent))
+        except ManifestError as err:
+            broken[path.parent.name] = str(err)
+    return sorted(manifests, key=lambda m: (m.get("created_at", ""), m["version"])), broken
+
+
+def list_versions(data_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Manifests of every readable published version, oldest first (``scan_versions`` names the others)."""
+    return scan_versions(data_dir)[0]
 
 
 def resolve_version(path: str | os.PathLike[str], version: str | None = None) -> Path:
     """A version directory from a data dir (using ``version`` or LATEST) or a version dir itself."""
     path = Path(path)
     if (path / MANIFEST).is_file() and version is None:
+        read_manifest(path)  # so that a corrupt manifest fails here, where callers expect a bad --data
         return path
     name = version or latest_version(path)
     if name is None:
@@ -192,9 +254,13 @@ def resolve_version(path: str | os.PathLike[str], version: str | None = None) ->
 def verify_version(version_dir: str | os.PathLike[str], tables: bool = True) -> list[str]:
     """Problems found checking a version's files against its manifest ([] = ok): every shard's sha256,
     rows and tokens, tokenizer.json's sha256, and unless ``tables`` is false (a trainer reads neither)
-    the Parquet tables of documents, rejects and dead letters (see ``_table_problems``)."""
+    the Parquet tables of documents, rejects and dead letters (see ``_table_problems``). An unusable
+    manifest is the one problem reported; no manifest at all raises FileNotFoundError."""
     version_dir = Path(version_dir)
-    manifest = read_manifest(version_dir)
+    try:
+        manifest = read_manifest(version_dir)
+    except ManifestError as err:
+        return [str(err)]
     problems = []
     for shard in manifest.get("shards", []):
         if problem := _file_problem(version_dir, shard["path"], shard["sha256"]):

@@ -15,24 +15,24 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 
 def _describe(manifest: dict) -> str:
-    c = manifest["counts"]
+    # Hand-made versions (bench.train_gpu's) lack what a build records: "-" rather than a KeyError.
+    c = manifest.get("counts", {})
     tokens = sum(s["tokens"] for s in manifest.get("shards", []))
-    return (f"{manifest['version']}  {manifest['created_at']}  in {c['input']}  kept {c['kept']}  "
-            f"rejected {c['rejected']}  dead-letter {c['dead_letter']}  shards {len(manifest.get('shards', []))}  "
-            f"tokens {tokens}  parent {manifest.get('parent') or '-'}")
+    return (f"{manifest['version']}  {manifest.get('created_at', '-')}  in {c.get('input', '-')}  "
+            f"kept {c.get('kept', '-')}  rejected {c.get('rejected', '-')}  dead-letter {c.get('dead_letter', '-')}  "
+            f"shards {len(manifest.get('shards', []))}  tokens {tokens}  parent {manifest.get('parent') or '-'}")
 
 
 def summary(m: dict, path: Path, verb: str = "") -> str:
     """The human-readable account of one version: counts per stage, languages, PII, shards."""
-    c = m["counts"]
-    lines = [
-        " ".join(filter(None, (verb, "dataset version", m["version"]))),
-        f"  path: {path}",
-        f"  documents: {c['input']} in = {c['kept']} kept + {c['rejected']} rejected + "
-        f"{c['dead_letter']} dead-lettered",
-    ]
-    for stage in ("input", *m["config"]["stages"]):
-        n = m["stages"][stage]
+    lines = [" ".join(filter(None, (verb, "dataset version", m["version"]))), f"  path: {path}"]
+    # Hand-made versions (bench.train_gpu's) have no counts, stages or tokenizer file: leave those lines out.
+    if {"input", "kept", "rejected", "dead_letter"} <= (c := m.get("counts", {})).keys():
+        lines.append(f"  documents: {c['input']} in = {c['kept']} kept + {c['rejected']} rejected + "
+                     f"{c['dead_letter']} dead-lettered")
+    for stage in ("input", *m.get("config", {}).get("stages", [])):
+        if not isinstance(n := m.get("stages", {}).get(stage), dict):
+            continue
         reasons = ", ".join(f"{r}={k}" for r, k in n["rejected"].items()) or "-"
         lines.append(f"  {stage:<9} in {n['in']:>7}  kept {n['kept']:>7}  dropped: {reasons}")
     dist = m.get("distributions", {})
@@ -44,8 +44,8 @@ def summary(m: dict, path: Path, verb: str = "") -> str:
     if m.get("shards"):
         tokens = sum(s["tokens"] for s in m["shards"])
         rows = sum(s["rows"] for s in m["shards"])
-        lines.append(f"  shards: {len(m['shards'])} files, {rows} rows of {m['seq_len']} tokens, "
-                     f"{tokens} tokens; tokenizer vocab {m['tokenizer']['vocab_size']}")
+        lines.append(f"  shards: {len(m['shards'])} files, {rows} rows of {m.get('seq_len')} tokens, "
+                     f"{tokens} tokens; tokenizer vocab {(m.get('tokenizer') or {}).get('vocab_size')}")
     return "\n".join(lines)
 
 
@@ -57,6 +57,9 @@ def lineage(data_dir: Path, version: str) -> list[dict]:
         seen.add(name)
         try:
             manifest = shards.read_manifest(data_dir / shards.VERSIONS / name)
+        except shards.ManifestError as err:
+            chain.append({"version": name, "error": str(err)})
+            break
         except FileNotFoundError:
             chain.append({"version": name, "missing": True})
             break
@@ -66,11 +69,15 @@ def lineage(data_dir: Path, version: str) -> list[dict]:
 
 
 def _listing(manifest: dict, latest: str | None) -> dict:
-    """``list --json``: one version's line of ``list`` as an object."""
+    """``list --json``: one version's line of ``list`` as an object (``_broken_listing`` for the unreadable)."""
     return {"version": manifest["version"], "latest": manifest["version"] == latest,
             "created_at": manifest.get("created_at"), "parent": manifest.get("parent"),
             "counts": manifest.get("counts"), "shard_files": len(manifest.get("shards", [])),
             "tokens": sum(s["tokens"] for s in manifest.get("shards", []))}
+
+
+def _broken_listing(name: str, error: str, latest: str | None) -> dict:
+    return {"version": name, "latest": name == latest, "error": error}
 
 
 def _options(parser: argparse.ArgumentParser, command: bool) -> None:
@@ -97,14 +104,17 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "list":
         latest = shards.latest_version(data_dir)
-        versions = shards.list_versions(data_dir)
+        versions, broken = shards.scan_versions(data_dir)
         if args.json:
-            print(json.dumps([_listing(manifest, latest) for manifest in versions], indent=2))
+            print(json.dumps([*(_listing(manifest, latest) for manifest in versions),
+                              *(_broken_listing(name, error, latest) for name, error in broken.items())], indent=2))
             return 0
-        if not versions:
+        if not versions and not broken:
             print(f"no dataset versions in {data_dir}")
         for manifest in versions:
             print(("* " if manifest["version"] == latest else "  ") + _describe(manifest))
+        for name, error in broken.items():
+            print(f"! {name}  UNREADABLE: {error}")
         return 0
 
     version = args.version or shards.latest_version(data_dir)
@@ -113,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         version_dir = shards.resolve_version(data_dir, version)
+    except shards.ManifestError as err:
+        if args.command != "verify":
+            print(err, file=sys.stderr)
+            return 2
+        version_dir = err.version_dir  # verify_version reports the manifest as the version's problem
     except FileNotFoundError as err:
         print(err, file=sys.stderr)
         return 2
@@ -122,11 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "lineage":
         chain = lineage(data_dir, version)
         if args.json:
-            print(json.dumps([{k: m.get(k) for k in ("version", "parent", "created_at", "code_version",
-                                                     "inputs", "counts", "missing")} for m in chain], indent=2))
+            keys = ("version", "parent", "created_at", "code_version", "inputs", "counts", "missing", "error")
+            print(json.dumps([{k: m.get(k) for k in keys} for m in chain], indent=2))
             return 0
         for depth, manifest in enumerate(chain):
-            text = f"{manifest['version']} (no longer on disk)" if manifest.get("missing") else _describe(manifest)
+            text = (f"{manifest['version']} (no longer on disk)" if manifest.get("missing") else
+                    f"{manifest['version']} (UNREADABLE: {manifest['error']})" if "error" in manifest else
+                    _describe(manifest))
             print("  " * depth + ("└─ " if depth else "") + text)
     else:
         problems = shards.verify_version(version_dir)

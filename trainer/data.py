@@ -52,6 +52,8 @@ def resolve_data(home: Path, data: str | None) -> Path:
         if path.exists():
             return shards.resolve_version(path)
         return shards.resolve_version(data_dir, version=data)
+    except shards.ManifestError as exc:  # found, but unreadable: not a "not found" with a list of versions
+        raise DataError(str(exc)) from exc
     except FileNotFoundError as exc:
         names = [m["version"] for m in shards.list_versions(data_dir)] if data_dir.is_dir() else []
         known = f"versions under {data_dir}: {', '.join(names)}" if names else f"no versions under {data_dir}"
