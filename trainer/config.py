@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,8 +217,11 @@ def parse_set(items: list[str]) -> dict[str, Any]:
             value = raw  # a bare word is a string
         *parents, leaf = key.strip().split(".")
         node = out
-        for parent in parents:
+        for depth, parent in enumerate(parents, start=1):
             node = node.setdefault(parent, {})
+            if not isinstance(node, dict):
+                where = ".".join(parents[:depth])
+                raise ConfigError(f"--set {item!r}: {where} is already set to {node!r}, not a table of settings")
         node[leaf] = value
     return out
 
@@ -239,13 +243,51 @@ def build_config(preset: str = "tiny", file: str | Path | None = None, *override
 
 
 def validate(config: TrainConfig) -> None:
-    m = config.model
+    m, o, g, s = config.model, config.optim, config.guard, config.scaler
+    inf = math.inf  # `0 < x < inf` also refuses NaN, which TOML and --set accept as a float
+    ranges: list[tuple[str, float, bool, str]] = [
+        ("seed", config.seed, 0 <= config.seed < 2**64, "in [0, 2**64) (torch.manual_seed)"),
+        ("eval_rows", config.eval_rows, config.eval_rows >= 0, "at least 0 (0 disables evaluation)"),
+        ("peak_flops", config.peak_flops, 0 <= config.peak_flops < inf, "a finite number >= 0 (0 = look it up)"),
+        ("model.n_layers", m.n_layers, m.n_layers >= 1, "at least 1"),
+        ("model.d_model", m.d_model, m.d_model >= 1, "at least 1"),
+        ("model.n_heads", m.n_heads, m.n_heads >= 1, "at least 1"),
+        ("model.ffn_hidden", m.ffn_hidden, m.ffn_hidden >= 0, "at least 0 (0 = derived from d_model)"),
+        ("model.dropout", m.dropout, 0 <= m.dropout < 1, "in [0, 1)"),
+        ("model.rope_base", m.rope_base, 1 < m.rope_base < inf, "a finite number above 1"),
+        ("model.vocab_size", m.vocab_size, m.vocab_size >= 0, "at least 0 (0 = the dataset's)"),
+        ("model.seq_len", m.seq_len, m.seq_len >= 0, "at least 0 (0 = the dataset's)"),
+        ("optim.lr", o.lr, 0 < o.lr < inf, "a finite number above 0"),
+        ("optim.min_lr_ratio", o.min_lr_ratio, 0 <= o.min_lr_ratio <= 1, "in [0, 1]"),
+        ("optim.warmup_steps", o.warmup_steps, o.warmup_steps >= 0, "at least 0"),
+        ("optim.decay_frac", o.decay_frac, 0 <= o.decay_frac <= 1, "in [0, 1]"),
+        ("optim.weight_decay", o.weight_decay, 0 <= o.weight_decay < inf, "a finite number >= 0"),
+        ("optim.beta1", o.beta1, 0 <= o.beta1 < 1, "in [0, 1)"),
+        ("optim.beta2", o.beta2, 0 <= o.beta2 < 1, "in [0, 1)"),
+        ("optim.eps", o.eps, 0 < o.eps < inf, "a finite number above 0"),
+        ("optim.grad_clip", o.grad_clip, 0 <= o.grad_clip < inf, "a finite number >= 0 (0 = no clipping)"),
+        ("guard.window", g.window, g.window >= 1, "at least 1"),
+        ("guard.k", g.k, 0 < g.k < inf, "a finite number above 0"),
+        ("guard.min_rel_std", g.min_rel_std, 0 <= g.min_rel_std < inf, "a finite number >= 0"),
+        ("guard.grad_min_rel_std", g.grad_min_rel_std, 0 <= g.grad_min_rel_std < inf, "a finite number >= 0"),
+        ("guard.persist", g.persist, g.persist >= 1, "at least 1"),
+        ("guard.max_rollbacks", g.max_rollbacks, g.max_rollbacks >= 0, "at least 0"),
+        ("guard.rollback_skip_batches", g.rollback_skip_batches, g.rollback_skip_batches >= 0, "at least 0"),
+        ("guard.lr_factor_on_rollback", g.lr_factor_on_rollback, 0 < g.lr_factor_on_rollback <= 1,
+         "in (0, 1] (1 = unchanged)"),
+        ("scaler.init_scale", s.init_scale, 0 < s.init_scale < inf, "a finite number above 0"),
+        ("scaler.growth_factor", s.growth_factor, 1 < s.growth_factor < inf, "a finite number above 1"),
+        ("scaler.backoff_factor", s.backoff_factor, 0 < s.backoff_factor < 1, "in (0, 1)"),
+        ("scaler.growth_interval", s.growth_interval, s.growth_interval >= 1, "at least 1"),
+    ]
+    ranges += [(name, getattr(config, name), getattr(config, name) >= 1, "at least 1")
+               for name in ("max_steps", "batch_size", "grad_accum", "log_every", "eval_every", "ckpt_every",
+                            "keep_last", "keep_every")]
+    for where, value, ok, allowed in ranges:
+        if not ok:
+            raise ConfigError(f"{where} must be {allowed}, got {value!r}")
     if m.d_model % m.n_heads or (m.d_model // m.n_heads) % 2:
         raise ConfigError(f"model.d_model {m.d_model} must split into {m.n_heads} heads of even size (RoPE)")
-    for name in ("max_steps", "batch_size", "grad_accum", "log_every", "eval_every", "ckpt_every", "keep_last",
-                 "keep_every"):
-        if getattr(config, name) < 1:
-            raise ConfigError(f"{name} must be at least 1")
     try:
         parse_faults(config.inject_faults)
     except ValueError as exc:

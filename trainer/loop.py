@@ -141,6 +141,16 @@ def torch_device(name: str, world: int, local_rank: int) -> torch.device:
     return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
 
 
+def _check_run_dir(run_dir: Path) -> None:
+    """Refuse a run directory that a file stands in the way of (the path itself, or a parent)."""
+    for path in (run_dir, *run_dir.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise ConfigError(f"out {run_dir}: {path} is a file; the run directory must be a directory or "
+                                  "not exist yet")
+            return
+
+
 class Trainer:
     def __init__(self, config: TrainConfig):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -164,14 +174,26 @@ class Trainer:
         self.model_cfg = dataclasses.replace(
             m, vocab_size=m.vocab_size or self.data.vocab_size, seq_len=m.seq_len or self.data.seq_len
         )
-        if self.model_cfg.vocab_size < self.data.vocab_size or self.model_cfg.seq_len != self.data.seq_len:
-            raise RuntimeError(
-                f"model vocab {self.model_cfg.vocab_size} / seq_len {self.model_cfg.seq_len} cannot read dataset "
-                f"{self.data.version} (vocab {self.data.vocab_size}, rows of {self.data.seq_len} tokens)"
+        if self.model_cfg.vocab_size < self.data.vocab_size:
+            raise ConfigError(
+                f"model.vocab_size {m.vocab_size} cannot embed dataset {self.data.version}'s tokens: use 0 (the "
+                f"dataset's) or at least its vocabulary of {self.data.vocab_size}"
+            )
+        if self.model_cfg.seq_len != self.data.seq_len:
+            raise ConfigError(f"model.seq_len {m.seq_len} must be 0 or dataset {self.data.version}'s row length "
+                              f"{self.data.seq_len}")
+        self.global_batch = self.world * config.grad_accum * config.batch_size
+        train_rows = len(self.data.train_rows)
+        # Such a step would wrap into the next epoch and see rows twice: a batch size meant for a bigger dataset,
+        # refused before the model and its activations are allocated (unchecked, the OOM killer ended the run).
+        if self.global_batch > train_rows:
+            raise ConfigError(
+                f"global batch {self.global_batch} (world {self.world} x grad_accum {config.grad_accum} x batch_size "
+                f"{config.batch_size}) must be at most the {train_rows} training rows of dataset {self.data.version}"
             )
         self.run_dir = Path(config.out) if config.out else default_run_dir(self.home, config, self.data.version)
         self.run_id = self.run_dir.name
-        self.global_batch = self.world * config.grad_accum * config.batch_size
+        _check_run_dir(self.run_dir)
         self.faults = parse_faults(config.inject_faults)
         # Kept in memory, not read back from disk: every rank must take the same save decisions, and rank 0
         # may already have published a checkpoint that another rank has not yet looked for.
