@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import math
 import os
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -283,6 +284,7 @@ def _estimate_json(e: lay.Estimate, seq: int) -> dict[str, Any]:
 
 
 GPU_COUNT_LIMIT = 2**20
+NO_PINS = lay.Constraints()
 
 
 def _counts_above(gpus: int, per_node: int) -> list[int]:
@@ -302,22 +304,53 @@ def _doubling_positions(n: int) -> Iterator[int]:
         yield n - 1
 
 
+def _pinned_flags(fixed: lay.Constraints) -> str:
+    """The flags that pinned ``fixed``, as the user typed them: ``--tp 8 --interleave 2``."""
+    flags = []
+    for name, value in asdict(fixed).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else f"--no-{flag[2:]}")
+        elif value is not None:
+            flags.append(f"{flag} {value}")
+    return " ".join(flags)
+
+
+def _fits(work: lay.Workload, gpu: Gpu, gpus: int, global_batch: int | None, batch_target: float | None,
+          fixed: lay.Constraints) -> bool:
+    try:
+        found = lay.search(work, gpu, gpus, global_batch, batch_target, fixed)
+    except lay.LayoutError:  # the pins leave no layout at this count (a ZeRO stage with no DP left to shard over)
+        return False
+    return bool(found) and found[0].feasible
+
+
 def closest_fitting_gpus(work: lay.Workload, gpu: Gpu, gpus: int, global_batch: int | None,
-                         batch_target: float | None) -> int | None:
-    """The smallest GPU count above ``gpus`` (a part of a node, or whole nodes) with a layout that fits, if any.
+                         batch_target: float | None, fixed: lay.Constraints = NO_PINS) -> int | None:
+    """The smallest GPU count above ``gpus`` (a part of a node, or whole nodes) with a layout that fits, if any,
+    keeping the degrees ``fixed`` pins (a count that only fits with other degrees would fail again when tried).
 
     Counts are probed at doubling positions of the ascending list until one fits, then tried in ascending order
     from the start, so the search costs about (answer / GPUs per node) layout searches. Fitting is not monotone
     in the count (divisors decide which TP x PP splits exist), hence the ascending pass; a model none of the
     probes fits gets None rather than a scan of every count up to the limit."""
-    restricted = lay.Constraints(recompute="full", micro_batch=1, interleave=1)
-    counts = _counts_above(gpus, gpu.gpus_per_node)
+    # The leanest settings are searched (a count the lean layout does not fit, no other does), within the pins.
+    restricted = replace(lay.Constraints(recompute="full", micro_batch=1, interleave=1),
+                         **{k: v for k, v in asdict(fixed).items() if v is not None})
+    # Pinned degrees multiply into the count, so only their multiples can hold them; probing others would leave
+    # the galloping search no count that fits.
+    unit = math.prod(d for d in (fixed.tp, fixed.pp, fixed.dp) if d is not None)
+    counts = [g for g in _counts_above(gpus, gpu.gpus_per_node) if g % unit == 0]
 
     @functools.cache
     def fits(g: int) -> bool:
-        found = lay.search(work, gpu, g, global_batch, batch_target, restricted)
-        return bool(found) and found[0].feasible
+        return _fits(work, gpu, g, global_batch, batch_target, restricted)
 
+    if fixed.dp is not None:
+        # The count is then tp x pp x dp with tp within a node and pp at most the layers: a short range, in which
+        # fitting is far from monotone (past the largest tp x pp nothing fits), so it is scanned in order.
+        top = (fixed.tp or gpu.gpus_per_node) * (fixed.pp or work.shape.layers) * fixed.dp
+        return next((g for g in itertools.takewhile(lambda g: g <= top, counts) if fits(g)), None)
     for probe in _doubling_positions(len(counts)):
         if fits(counts[probe]):
             return next(g for g in counts[: probe + 1] if fits(g))
@@ -325,9 +358,13 @@ def closest_fitting_gpus(work: lay.Workload, gpu: Gpu, gpus: int, global_batch: 
 
 
 def _no_layout_message(work: lay.Workload, gpu_name: str, gpu: Gpu, gpus: int, estimates: list[lay.Estimate],
-                       global_batch: int | None, batch_target: float | None, catalogue: dict[str, Gpu]) -> str:
+                       global_batch: int | None, batch_target: float | None, catalogue: dict[str, Gpu],
+                       fixed: lay.Constraints = NO_PINS) -> str:
+    """Why nothing fits, and the closest GPU count or type that does with the same pinned degrees."""
+    pins = _pinned_flags(fixed)
     if not estimates:
-        head = f"no valid layout of {gpus} GPUs for this model (TP must divide {work.shape.heads} heads and " \
+        head = f"no valid layout of {gpus} GPUs for this model" + (f" with {pins}" if pins else "") + \
+               f" (TP must divide {work.shape.heads} heads and " \
                f"the {gpu.gpus_per_node}-GPU node, PP at most {work.shape.layers} layers" + \
                (f", and DP x micro-batch must divide the global batch {global_batch})" if global_batch else ")")
     else:
@@ -336,16 +373,19 @@ def _no_layout_message(work: lay.Workload, gpu_name: str, gpu: Gpu, gpus: int, e
                 f"{best.memory_gb:.1f} GB (DP {best.layout.dp} TP {best.layout.tp} PP {best.layout.pp}, ZeRO-"
                 f"{best.layout.zero}, recompute {best.layout.recompute})")
     options = []
-    more = closest_fitting_gpus(work, gpu, gpus, global_batch, batch_target)
+    more = closest_fitting_gpus(work, gpu, gpus, global_batch, batch_target, fixed)
     if more is not None:
         options.append(f"--gpus {more}")
     for name, other in sorted(catalogue.items(), key=lambda kv: kv[1].hbm_gb):
-        if other.hbm_gb > gpu.hbm_gb and name != gpu_name:
-            found = lay.search(work, other, gpus, global_batch, batch_target)
-            if found and found[0].feasible:
-                options.append(f"--gpu {name}")
-                break
-    return head + ("; closest valid option: " + " or ".join(options) if options else "; no nearby option fits")
+        if other.hbm_gb > gpu.hbm_gb and name != gpu_name and _fits(work, other, gpus, global_batch, batch_target,
+                                                                     fixed):
+            options.append(f"--gpu {name}")
+            break
+    if options:
+        return head + f"; closest valid option{f' keeping {pins}' if pins else ''}: " + " or ".join(options)
+    if pins:
+        return head + f"; no larger GPU count or larger-memory GPU fits with {pins}: unpin some of them"
+    return head + "; no nearby option fits"
 
 
 def plan(compute: float, gpus: int | None = None, gpu: str = "h100", law: str = "chinchilla",
@@ -389,6 +429,11 @@ def plan(compute: float, gpus: int | None = None, gpu: str = "h100", law: str = 
         if inference_tokens:
             inference = {**inference_aware(chinchilla, compute, inference_tokens, unique_tokens),
                          "inference_tokens": inference_tokens}
+            overflowed = sorted(k for k, v in inference.items() if not math.isfinite(v))
+            if overflowed:
+                # Past float range the trade-off has nothing left to compare: every model's lifetime cost is inf.
+                raise PlanError(f"--inference-tokens {inference_tokens:g} is too large to plan with: the "
+                                f"inference-aware allocation overflows ({', '.join(overflowed)} are inf)")
             n, d = inference["params"], inference["tokens"]
             notes.append(f"inference-aware: training compute {inference['training_compute']:.3g} FLOPs (> C) buys "
                          f"the same loss with a smaller model; lifetime FLOPs {inference['total_compute']:.3g} vs "
@@ -631,6 +676,33 @@ def _fit_text(report: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------------- layout
 
 
+def _nearest(value: int, valid: Iterable[int]) -> int:
+    return min(valid, key=lambda k: (abs(k - value), k))
+
+
+def _check_depth_pins(args: argparse.Namespace, layers: int) -> None:
+    """A pinned --pp or --interleave that the model's depth rules out at every GPU count, said up front: searched,
+    it would read as no layout at this count and send the user to other counts that fail the same way."""
+    if args.pp is not None and args.pp > layers:
+        per_tp = args.gpus // (args.tp or 1)
+        valid = [k for k in range(1, layers + 1) if per_tp % k == 0]
+        raise lay.LayoutError(f"--pp {args.pp} exceeds the model's {layers} layers (a stage holds whole layers): "
+                              f"closest valid {_nearest(args.pp, valid)}")
+    if args.interleave is None or args.interleave == 1:
+        return
+    if args.pp is not None:
+        valid = lay.interleaves(layers, args.pp)
+        if args.interleave not in valid:
+            raise lay.LayoutError(f"--interleave {args.interleave} needs --pp > 1 with its largest stage's "
+                                  f"{math.ceil(layers / args.pp)} layers divisible by it: closest valid "
+                                  f"{_nearest(args.interleave, valid)}")
+        return
+    valid = sorted({v for p in range(1, layers + 1) for v in lay.interleaves(layers, p)})
+    if args.interleave not in valid:
+        raise lay.LayoutError(f"--interleave {args.interleave} must divide the layers of a pipeline stage (at most "
+                              f"{math.ceil(layers / 2)} of {layers}): closest valid {_nearest(args.interleave, valid)}")
+
+
 def layout_report(args: argparse.Namespace) -> tuple[dict[str, Any], Gpu]:
     catalogue = load_catalogue(args.hardware)
     gpu = get_gpu(args.gpu, catalogue)
@@ -648,16 +720,17 @@ def layout_report(args: argparse.Namespace) -> tuple[dict[str, Any], Gpu]:
         if value is not None and args.gpus % value:
             valid = [k for k in range(1, args.gpus + 1) if args.gpus % k == 0]
             raise lay.LayoutError(f"--{name} {value} does not divide --gpus {args.gpus}: closest valid "
-                                  f"{min(valid, key=lambda k: (abs(k - value), k))}")
+                                  f"{_nearest(value, valid)}")
     fixed = lay.Constraints(tp=args.tp, pp=args.pp, dp=args.dp, micro_batch=args.micro_batch, zero=args.zero,
                             recompute=args.recompute, sequence_parallel=args.sequence_parallel,
                             interleave=args.interleave)
     if args.tp is not None:
         lay.check(work, gpu, lay.Layout(1, args.tp, 1, 1, 1, 0, "none", False, 1))
+    _check_depth_pins(args, shape.layers)
     estimates = lay.search(work, gpu, args.gpus, global_batch=args.global_batch, fixed=fixed)
     if not estimates or not estimates[0].feasible:
         raise PlanError(_no_layout_message(work, args.gpu, gpu, args.gpus, estimates, args.global_batch, None,
-                                           catalogue))
+                                           catalogue, fixed))
     best = estimates[0]
     out = {
         "shape": {"layers": shape.layers, "d_model": shape.d_model, "heads": shape.heads, "ffn": shape.ffn,

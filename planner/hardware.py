@@ -16,6 +16,7 @@ The built-in entries can be extended or overridden from a TOML file (``--hardwar
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import tomllib
 from dataclasses import dataclass, fields, replace
@@ -87,15 +88,22 @@ def load_catalogue(path: str | os.PathLike[str] | None = None) -> dict[str, Gpu]
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise HardwareError(f"{path}: cannot read hardware TOML ({exc})") from None
     names = {f.name for f in fields(Gpu)}
-    for key, table in (data.get("gpu") or {}).items():
+    gpus = data.get("gpu", {})
+    if not isinstance(gpus, dict):
+        raise HardwareError(f"{path}: gpu must be a table of [gpu.NAME] tables, got {gpus!r}")
+    for key, table in gpus.items():
         if not isinstance(table, dict):
-            raise HardwareError(f"{path}: [gpu.{key}] must be a table")
+            raise HardwareError(f"{path}: [gpu.{key}] must be a table, got {table!r}")
         table = dict(table)
         base_name = table.pop("base", None)
         unknown = set(table) - names
         if unknown:
             raise HardwareError(f"{path}: [gpu.{key}] unknown field(s) {sorted(unknown)}; known: {sorted(names)}")
+        for field_name, value in table.items():
+            _check_field(f"{path}: [gpu.{key}]", field_name, value)
         if base_name is not None:
+            if not isinstance(base_name, str):
+                raise HardwareError(f"{path}: [gpu.{key}] base must be a GPU name (a string), got {base_name!r}")
             if base_name not in catalogue:
                 raise HardwareError(f"{path}: [gpu.{key}] base {base_name!r} is not in the catalogue; "
                                     f"closest: {closest(base_name, sorted(catalogue))}")
@@ -105,15 +113,26 @@ def load_catalogue(path: str | os.PathLike[str] | None = None) -> dict[str, Gpu]
             if missing:
                 raise HardwareError(f"{path}: [gpu.{key}] needs {sorted(missing)} (or a `base` to copy them from)")
             gpu = Gpu(**{"source": str(path), **table})
-        for field_name in ("peak_bf16_flops", "hbm_gb", "hbm_gbps", "nvlink_gbps", "internode_gbps"):
-            if not getattr(gpu, field_name) > 0:
-                raise HardwareError(f"{path}: [gpu.{key}] {field_name} must be positive")
-        if not (isinstance(gpu.gpus_per_node, int) and gpu.gpus_per_node >= 1):
-            raise HardwareError(f"{path}: [gpu.{key}] gpus_per_node must be a positive integer")
-        if not 0 < gpu.matmul_efficiency <= 1:
-            raise HardwareError(f"{path}: [gpu.{key}] matmul_efficiency must be in (0, 1]")
         catalogue[key] = gpu
     return catalogue
+
+
+def _check_field(where: str, name: str, value: object) -> None:
+    """Raise :class:`HardwareError` naming ``name`` unless ``value`` is of its type and range.
+
+    TOML has no schema: a quoted number arrives as a string and ``inf``/``nan`` are valid floats, and either would
+    otherwise surface later as a traceback or as a plan of inf/nan; a bool is an int to Python, never a count here.
+    """
+    if name in ("name", "source"):
+        if not isinstance(value, str):
+            raise HardwareError(f"{where} {name} must be a string, got {value!r}")
+    elif name == "gpus_per_node":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise HardwareError(f"{where} gpus_per_node must be a positive integer, got {value!r}")
+    elif isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
+        raise HardwareError(f"{where} {name} must be a finite positive number, got {value!r}")
+    elif name == "matmul_efficiency" and value > 1:
+        raise HardwareError(f"{where} matmul_efficiency must be in (0, 1], got {value!r}")
 
 
 def get_gpu(name: str, catalogue: dict[str, Gpu] | None = None) -> Gpu:

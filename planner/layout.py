@@ -145,12 +145,18 @@ def check(work: Workload, gpu: Gpu, layout: Layout) -> None:
     if lay.pp > s.layers:
         raise LayoutError(f"pp {lay.pp} exceeds {s.layers} layers: closest valid pp {s.layers}")
     if lay.interleave > 1:
-        per_stage = math.ceil(s.layers / lay.pp)
-        if lay.pp == 1 or per_stage % lay.interleave or lay.grad_accum % lay.pp:
-            raise LayoutError(f"interleave {lay.interleave} needs pp > 1, layers per stage ({per_stage}) divisible "
-                              f"by it, and grad_accum ({lay.grad_accum}) divisible by pp ({lay.pp})")
+        if lay.interleave not in interleaves(s.layers, lay.pp) or lay.grad_accum % lay.pp:
+            raise LayoutError(f"interleave {lay.interleave} needs pp > 1, layers per stage "
+                              f"({math.ceil(s.layers / lay.pp)}) divisible by it, and grad_accum ({lay.grad_accum}) "
+                              f"divisible by pp ({lay.pp})")
     if lay.sequence_parallel and lay.tp == 1:
         raise LayoutError("sequence parallelism needs tp > 1")
+
+
+def interleaves(layers: int, pp: int) -> list[int]:
+    """Virtual chunks per stage that ``pp`` stages of ``layers`` layers allow: the divisors of the largest stage's
+    layer count, since every chunk holds whole layers; only 1 without a pipeline."""
+    return _divisors(math.ceil(layers / pp)) if pp > 1 else [1]
 
 
 def _valid_tps(s: ModelShape, gpu: Gpu) -> list[int]:
@@ -347,7 +353,13 @@ def candidates(work: Workload, gpu: Gpu, gpus: int, global_batch: int | None, ba
     for t in tps if fixed.tp is None else [fixed.tp]:
         if gpus % t:
             continue
-        for p in _divisors(gpus // t) if fixed.pp is None else [fixed.pp]:
+        if fixed.pp is not None:
+            pps = [fixed.pp]
+        elif fixed.dp is not None:  # the one PP that leaves the pinned DP; listing every divisor costs O(gpus)
+            pps = [max(1, gpus // (t * fixed.dp))]
+        else:
+            pps = _divisors(gpus // t)
+        for p in pps:
             if p > s.layers or (gpus // t) % p:
                 continue
             d = gpus // (t * p)
