@@ -13,6 +13,7 @@ import torch
 from pipelines.shards import sha256_file
 from trainer import checkpoint, cli, telemetry
 from trainer.config import ConfigError, GuardConfig, ModelConfig, build_config, parse_set
+from trainer.data import Batch, random_batch
 from trainer.faults import parse_faults
 from trainer.guard import SpikeGuard
 from trainer.loop import lr_at, pick_device, torch_device
@@ -339,3 +340,14 @@ def test_leftover_temporaries_are_cleaned(tmp_path: Path) -> None:
     (checkpoint.checkpoint_dir(tmp_path) / ".del-step-00000030-1").mkdir()  # a deletion stays deleted
     checkpoint.clean_temporaries(tmp_path)
     assert [p.name for p in checkpoint.checkpoint_dir(tmp_path).iterdir()] == ["step-00000010"]
+
+
+def test_bad_batch_fault_takes_any_run_seed() -> None:
+    """Seeds above ~2.8e8 made the fault's seed overflow torch's 64 bits; those that fit are unchanged."""
+    like = Batch(torch.zeros(2, 8, dtype=torch.long), torch.zeros(2, 8, dtype=torch.long),
+                 torch.zeros(2, 8, dtype=torch.long))
+    huge = (2**63 * 1_000_003 + 7) * 64 * 1024
+    assert torch.equal(random_batch(like, 50, huge).inputs, random_batch(like, 50, huge % 2**64).inputs)
+    small = random_batch(like, 50, 12345).inputs
+    assert torch.equal(small, torch.randint(0, 50, (2, 9), generator=torch.Generator().manual_seed(12345))[:, :-1])
+

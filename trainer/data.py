@@ -149,7 +149,9 @@ class TokenData:
 
 def random_batch(like: Batch, vocab_size: int, seed: int) -> Batch:
     """Uniformly random tokens in the shape of ``like`` (the ``bad_batch`` fault)."""
-    gen = torch.Generator().manual_seed(seed)
+    # The fault's seed mixes the run's seed (up to 2**64) with batch numbers; torch takes 64 bits. Seeds that
+    # already fit are unchanged.
+    gen = torch.Generator().manual_seed(seed % 2**64)
     ids = torch.randint(0, vocab_size, (like.inputs.shape[0], like.inputs.shape[1] + 1), generator=gen)
     return Batch(ids[:, :-1].contiguous(), ids[:, 1:].contiguous(), torch.zeros_like(like.segments))
 
