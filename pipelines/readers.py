@@ -412,9 +412,10 @@ def _read_wet(stream: IO[bytes], path: str, config: InputConfig) -> Iterator[Rec
     """WARC/WET records: a version line, headers, a blank line, then Content-Length body bytes."""
     position = 0
     bom = UTF8_BOM  # only the file's first line can start with one
+    next_version_line = b""  # a "WARC/" line met inside a record's headers: the next record starts there
     while True:
-        line = stream.readline(65536).removeprefix(bom)
-        bom = b""
+        line = next_version_line or stream.readline(65536).removeprefix(bom)
+        next_version_line = bom = b""
         if not line:
             return
         if not line.startswith(b"WARC/"):
@@ -422,10 +423,20 @@ def _read_wet(stream: IO[bytes], path: str, config: InputConfig) -> Iterator[Rec
         headers: dict[str, str] = {}
         head = bytearray(line)  # the raw bytes of a dead letter for a bad Content-Length
         while (header := stream.readline(65536)) not in (b"\r\n", b"\n", b""):
+            if header.startswith(b"WARC/"):
+                next_version_line = header
+                break
             if len(head) < RAW_EXCERPT_BYTES:
                 head += header
             name, _, value = header.decode("utf-8", "replace").partition(":")
             headers[name.strip().lower()] = value.strip()
+        if next_version_line:
+            # No blank line ended the headers, so where the body starts is unknown. Read on, the next record's
+            # headers would have overwritten these and the record would have vanished uncounted.
+            position += 1
+            yield DeadLetter(path, position, "WARC record without the blank line that ends its headers; skipped to "
+                             "the next WARC/ line", bytes(head[:RAW_EXCERPT_BYTES]))
+            continue
         length_text = headers.get("content-length", "")
         # Digits only: int() would also take "-1" (read(-1) swallows the rest of the file), "+5" or "1_0".
         if not (length_text.isascii() and length_text.isdigit()):

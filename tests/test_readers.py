@@ -541,6 +541,18 @@ def test_wet_length_past_the_end_of_the_file_is_a_dead_letter_whatever_the_recor
     _check_digest(digest, path, 0, 1)
 
 
+def test_wet_record_without_the_blank_line_after_its_headers_is_a_dead_letter(tmp_path: Path) -> None:
+    # Its headers ran on into the next record's, whose values overwrote them: the record vanished uncounted.
+    bad = b"WARC/1.0\r\nWARC-Type: conversion\r\nContent-Length: 9\r\nbody text\r\n"
+    path = tmp_path / "crawl.wet"
+    path.write_bytes(bad + _wet_bytes())
+    records, dead, digest = _read(path)
+    assert [r.text for r in records] == WET_TEXTS
+    assert [d.position for d in dead] == [1] and [r.position for r in records] == [2, 3]
+    assert "without the blank line" in dead[0].error and dead[0].raw.startswith(b"WARC/1.0\r\nWARC-Type")
+    _check_digest(digest, path, 2, 1)
+
+
 def test_wet_truncated_record(tmp_path: Path) -> None:
     data = _wet_bytes()
     path = tmp_path / "crawl.wet"
