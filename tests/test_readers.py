@@ -500,25 +500,20 @@ def test_wet_record_too_long_is_skipped(tmp_path: Path) -> None:
     assert set(dead[0].raw) == {ord("B")}
 
 
-def test_wet_bad_content_length(tmp_path: Path) -> None:
-    bad = b"WARC/1.0\r\nWARC-Type: conversion\r\nContent-Length: many\r\n\r\nbody\r\n\r\n"
+def _read_after_good_records(tmp_path: Path, first: bytes, config: InputConfig | None = None):
+    """``first``, then the two good conversion records of ``_wet_bytes``, read as one WET file."""
     path = tmp_path / "crawl.wet"
-    path.write_bytes(bad + _wet_bytes())
-    records, dead, _ = _read(path)
-    assert [r.text for r in records] == WET_TEXTS
-    assert len(dead) == 1
-    assert "Content-Length" in dead[0].error
+    path.write_bytes(first + _wet_bytes())
+    return path, *_read(path, config)
 
 
-@pytest.mark.parametrize("value", ["-1", "+5", "1_0", "5 5", "", None])
+@pytest.mark.parametrize("value", ["many", "-1", "+5", "1_0", "5 5", "", None])
 def test_wet_invalid_content_length_is_dead_lettered_and_later_records_still_read(tmp_path: Path,
                                                                                   value: str | None) -> None:
     # int() takes "-1" (read(-1) then swallowed the rest of the file), "+5" and "1_0": only digits frame a record.
     header = "" if value is None else f"Content-Length: {value}\r\n"
     bad = f"WARC/1.0\r\nWARC-Type: conversion\r\n{header}\r\nbody\r\nmore body\r\n\r\n".encode()
-    path = tmp_path / "crawl.wet"
-    path.write_bytes(bad + _wet_bytes())
-    records, dead, digest = _read(path)
+    path, records, dead, digest = _read_after_good_records(tmp_path, bad)
     assert [r.text for r in records] == WET_TEXTS
     assert [r.position for r in records] == [2, 3]
     assert [d.position for d in dead] == [1]
@@ -532,9 +527,8 @@ def test_wet_length_past_the_end_of_the_file_is_a_dead_letter_whatever_the_recor
         tmp_path: Path, max_record_bytes: int) -> None:
     # Once a skipped warcinfo record, it silently swallowed every record after it.
     bogus = _warc_record({"WARC-Type": "warcinfo"}, b"info").replace(b"Content-Length: 4", b"Content-Length: 99999")
-    path = tmp_path / "crawl.wet"
-    path.write_bytes(bogus + _wet_bytes())
-    records, dead, digest = _read(path, InputConfig(max_record_bytes=max_record_bytes))
+    config = InputConfig(max_record_bytes=max_record_bytes)
+    path, records, dead, digest = _read_after_good_records(tmp_path, bogus, config)
     assert records == []
     assert [d.position for d in dead] == [1]
     assert "truncated record" in dead[0].error and "of 99999 bytes" in dead[0].error
@@ -544,9 +538,7 @@ def test_wet_length_past_the_end_of_the_file_is_a_dead_letter_whatever_the_recor
 def test_wet_record_without_the_blank_line_after_its_headers_is_a_dead_letter(tmp_path: Path) -> None:
     # Its headers ran on into the next record's, whose values overwrote them: the record vanished uncounted.
     bad = b"WARC/1.0\r\nWARC-Type: conversion\r\nContent-Length: 9\r\nbody text\r\n"
-    path = tmp_path / "crawl.wet"
-    path.write_bytes(bad + _wet_bytes())
-    records, dead, digest = _read(path)
+    path, records, dead, digest = _read_after_good_records(tmp_path, bad)
     assert [r.text for r in records] == WET_TEXTS
     assert [d.position for d in dead] == [1] and [r.position for r in records] == [2, 3]
     assert "without the blank line" in dead[0].error and dead[0].raw.startswith(b"WARC/1.0\r\nWARC-Type")
