@@ -60,9 +60,10 @@ def main(argv: list[str]) -> int:
     logger.setLevel(logging.DEBUG)
     logger.addHandler(clock)
     logger.propagate = False
-    from pipelines import worker
+    from pipelines import beamlog, worker
 
-    worker.start_early(argv)  # as `python -m pipelines.build` does, before Beam is imported
+    beamlog.quiet_beam_chatter(worker=False)  # as `python -m pipelines.build` does, before Beam is imported
+    worker.start_early(argv)
     from pipelines.build import main as build_main
 
     try:

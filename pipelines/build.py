@@ -24,9 +24,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines import worker
+from pipelines import beamlog, worker
 
 if __name__ == "__main__":
+    beamlog.quiet_beam_chatter(worker=False)
     # Before this process imports Beam (~1.7 s), so that the workers import beside it (pipelines/worker.py).
     worker.start_early(sys.argv[1:])
 

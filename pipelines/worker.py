@@ -57,6 +57,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
+from pipelines import beamlog
+
 STANDBY_DIR_ENV = "TOKENMILL_WORKER_STANDBY_DIR"
 FOLDER_PREFIX = "tokenmill-workers-"  # then the build's pid, "-", mkdtemp's random part
 _READY = b"ok\n"
@@ -364,6 +366,7 @@ def launch() -> int:
 
 
 def main(argv: list[str]) -> int:
+    beamlog.quiet_beam_chatter(worker=True)
     if argv[:1] == ["--standbys"] and len(argv) == 3:
         standbys(argv[1], int(argv[2]))  # does not return
     return launch()

@@ -17,7 +17,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import bpe, runner, worker
-from tests.conftest import MULTI_PROCESS
+from tests.conftest import MULTI_PROCESS, SMALL, write_fixture
 
 
 def _role(_: object, forking_pid: int) -> str:
@@ -245,3 +245,15 @@ def test_a_standby_whose_folder_is_already_gone_exits_cleanly(tmp_path: Path) ->
     finally:
         standby.stdin.close()
         standby.stderr.close()
+
+
+def test_a_build_prints_no_beam_start_up_notices_but_still_names_a_mistyped_flag(tmp_path: Path) -> None:
+    corpus = write_fixture(tmp_path, every=40)
+    build = subprocess.run([sys.executable, "-m", "pipelines.build", "--home", str(tmp_path), "--input", str(corpus),
+                            *MULTI_PROCESS, *SMALL, "--direct_num_worker=3"],
+                           capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr
+    for notice in ("apitools not found", "semi_persistent_directory", "Logging handler created", "INFO:"):
+        assert notice not in build.stderr
+    discarded = [line for line in build.stderr.splitlines() if "Discarding unparseable args" in line]
+    assert len(discarded) == 1 and "--direct_num_worker=3" in discarded[0]
