@@ -11,6 +11,8 @@ The built-in entries can be extended or overridden from a TOML file (``--hardwar
     name = "A100 80GB, 4 x 100 Gb/s Omni-Path per node"
     base = "a100-80"          # optional: copy every field not given here
     internode_gbps = 6.25     # GB/s per GPU per direction
+
+A key the file format does not have, at the top level or in a table, is refused, never skipped.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import difflib
 import math
 import os
 import tomllib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -87,18 +90,20 @@ def load_catalogue(path: str | os.PathLike[str] | None = None) -> dict[str, Gpu]
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise HardwareError(f"{path}: cannot read hardware TOML ({exc})") from None
+    if unknown := _unknown(data, ("gpu",)):
+        raise HardwareError(f"{path}: unknown top-level key(s) {unknown}; the file holds only [gpu.NAME] tables")
     names = {f.name for f in fields(Gpu)}
+    valid = sorted(names | {"base"})
     gpus = data.get("gpu", {})
     if not isinstance(gpus, dict):
         raise HardwareError(f"{path}: gpu must be a table of [gpu.NAME] tables, got {gpus!r}")
     for key, table in gpus.items():
         if not isinstance(table, dict):
             raise HardwareError(f"{path}: [gpu.{key}] must be a table, got {table!r}")
+        if unknown := _unknown(table, valid):
+            raise HardwareError(f"{path}: [gpu.{key}] unknown field(s) {unknown}; valid: {', '.join(valid)}")
         table = dict(table)
         base_name = table.pop("base", None)
-        unknown = set(table) - names
-        if unknown:
-            raise HardwareError(f"{path}: [gpu.{key}] unknown field(s) {sorted(unknown)}; known: {sorted(names)}")
         for field_name, value in table.items():
             _check_field(f"{path}: [gpu.{key}]", field_name, value)
         if base_name is not None:
@@ -115,6 +120,20 @@ def load_catalogue(path: str | os.PathLike[str] | None = None) -> dict[str, Gpu]
             gpu = Gpu(**{"source": str(path), **table})
         catalogue[key] = gpu
     return catalogue
+
+
+def _unknown(keys: Iterable[str], valid: Sequence[str]) -> str:
+    """The keys not in ``valid``, each with the valid key it is most likely a typo of; empty when there are none.
+
+    TOML has no schema: a misspelt key would be read without complaint and the plan made with the default it was
+    meant to replace, which the user would then trust as describing their hardware.
+    """
+    named = []
+    for key in keys:
+        if key not in valid:
+            match = difflib.get_close_matches(key, valid, n=1)
+            named.append(f"{key!r}" + (f" (did you mean {match[0]!r}?)" if match else ""))
+    return ", ".join(named)
 
 
 def _check_field(where: str, name: str, value: object) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+import textwrap
+import tomllib
+from pathlib import Path
 
 import pytest
 
+from planner import hardware
 from planner import layout as L
 from planner.cli import main
 from planner.hardware import CATALOGUE, HardwareError, load_catalogue
@@ -57,6 +61,56 @@ def test_valid_hardware_toml_still_loads(tmp_path) -> None:
     x = load_catalogue(path)["x"]
     assert (x.hbm_gb, x.gpus_per_node, x.matmul_efficiency) == (96, 4, 1)
     assert x.peak_bf16_flops == CATALOGUE["h100"].peak_bf16_flops
+
+
+@pytest.mark.parametrize("body, message", [
+    # A misspelt field in a table: the plan would have used h100's own value for it.
+    pytest.param('[gpu.h100]\nbase = "h100"\nhbm_gbs = 4000\n',
+                 "[gpu.h100] unknown field(s) 'hbm_gbs' (did you mean 'hbm_gbps'?); valid: base, gpus_per_node, "
+                 "hbm_gb, hbm_gbps, internode_gbps, matmul_efficiency, name, nvlink_gbps, peak_bf16_flops, source",
+                 id="misspelt-field"),
+    pytest.param('[gpu.h100]\nbase = "h100"\ntflops_bf16 = 500e12\n',
+                 "[gpu.h100] unknown field(s) 'tflops_bf16'; valid: base,", id="unknown-field-nothing-close"),
+    pytest.param('[gpu.h100]\nbase = "h100"\n[gpu.h100.nvlink]\ngbps = 100\n',
+                 "[gpu.h100] unknown field(s) 'nvlink' (did you mean 'nvlink_gbps'?); valid: base,",
+                 id="table-inside-a-gpu-table"),
+    # An unknown top-level table or key: every GPU in it was dropped and the built-in h100 planned with.
+    pytest.param('[gpus.h100]\nbase = "h100"\ninternode_gbps = 5\n',
+                 "unknown top-level key(s) 'gpus' (did you mean 'gpu'?); the file holds only [gpu.NAME] tables",
+                 id="misspelt-top-level-table"),
+    pytest.param('[hardware.h100]\ninternode_gbps = 5\n',
+                 "unknown top-level key(s) 'hardware'; the file holds only [gpu.NAME] tables",
+                 id="unknown-top-level-table"),
+    pytest.param('internode_gbps = 5\n',
+                 "unknown top-level key(s) 'internode_gbps'; the file holds only [gpu.NAME] tables",
+                 id="unknown-top-level-key"),
+    pytest.param('internode_gbps = 5\n[gpu.h100]\nbase = "h100"\n', "unknown top-level key(s) 'internode_gbps';",
+                 id="unknown-top-level-key-beside-gpu-tables"),
+])
+def test_unknown_hardware_keys_are_refused_naming_file_and_key(body: str, message: str, tmp_path, capsys) -> None:
+    path = tmp_path / "hw.toml"
+    path.write_text(body)
+    with pytest.raises(HardwareError, match=re.escape(message)):
+        load_catalogue(path)
+    assert f"{path}: {message}" in _error(["--compute", "1e21", "--gpus", "8", "--hardware", str(path)], capsys)
+
+
+def _example_hardware_files() -> list[object]:
+    """The hardware TOML the repository shows users: docs/planner.md's toml blocks and planner.hardware's docstring
+    (there is no .toml hardware file in the repository)."""
+    docs = (Path(__file__).parents[1] / "docs" / "planner.md").read_text(encoding="utf-8")
+    blocks = [pytest.param(b, id="docs/planner.md") for b in re.findall(r"```toml\n(.*?)```", docs, re.S)
+              if "[gpu." in b]
+    literal = re.search(r"::\n\n((?:    .*\n|\n)+)", hardware.__doc__ or "")
+    assert blocks and literal, "an example hardware TOML moved: update this test to find it"
+    return [*blocks, pytest.param(textwrap.dedent(literal.group(1)), id="planner/hardware.py")]
+
+
+@pytest.mark.parametrize("body", _example_hardware_files())
+def test_example_hardware_files_still_load(body: str, tmp_path) -> None:
+    path = tmp_path / "hw.toml"
+    path.write_text(body)
+    assert set(tomllib.loads(body)["gpu"]) <= set(load_catalogue(path))
 
 
 # ------------------------------------------------------------------------------------------------ pinned layouts
