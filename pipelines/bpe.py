@@ -33,11 +33,16 @@ class TokenizerConfig:
 
     def __post_init__(self) -> None:
         if self.vocab_size < 300:
-            raise ValueError("vocab_size must be at least 300 (256 bytes + special tokens + merges)")
+            raise ValueError(f"tokenizer.vocab_size must be >= 300 (256 bytes + special tokens + merges), "
+                             f"got {self.vocab_size}")
         # 0 would train on no text and silently give a vocabulary of bytes and special tokens only.
         for name in ("sample_docs", "sample_chars_per_doc", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"tokenizer.{name} must be >= 1, got {getattr(self, name)}")
+        # The trainer takes it as an unsigned count: a negative one failed in the tokenize stage, after the
+        # stages before it had run.
+        if self.min_frequency < 0:
+            raise ValueError(f"tokenizer.min_frequency must be >= 0, got {self.min_frequency}")
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2):

@@ -43,7 +43,8 @@ class DedupConfig:
     cc_rounds: int = 6
 
     def __post_init__(self) -> None:
-        for name in ("num_perm", "bands", "rows", "ngram"):
+        # cc_rounds 0 would leave chains of near-duplicates split across clusters, seen only as a count.
+        for name in ("num_perm", "bands", "rows", "ngram", "cc_rounds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"dedup.{name} must be >= 1, got {getattr(self, name)}")
         # A band's bucket key starts with its index as one byte (band_keys).
@@ -53,9 +54,11 @@ class DedupConfig:
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"dedup.seed must be within [0, 2**32 - 1], got {self.seed}")
         if self.bands * self.rows > self.num_perm:
-            raise ValueError(f"bands*rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+            raise ValueError(f"dedup.bands * dedup.rows = {self.bands * self.rows} exceeds "
+                             f"dedup.num_perm = {self.num_perm}")
+        # Also refuses NaN, which no estimated Jaccard reaches: no near-duplicate would be found.
         if not 0.0 < self.threshold <= 1.0:
-            raise ValueError("dedup threshold must be in (0, 1]")
+            raise ValueError(f"dedup.threshold must be within (0, 1], got {self.threshold}")
 
 
 def s_curve(similarity: float, bands: int, rows: int) -> float:

@@ -32,7 +32,7 @@ class PackConfig:
         if not 2 <= self.seq_len <= MAX_SEQ_LEN:
             raise ValueError(f"pack.seq_len must be within [2, {MAX_SEQ_LEN:,}], got {self.seq_len}")
         if self.rows_per_shard < 1:
-            raise ValueError("rows_per_shard must be positive")
+            raise ValueError(f"pack.rows_per_shard must be >= 1, got {self.rows_per_shard}")
 
 
 def bucket_of(doc_id: str, buckets: int) -> int:

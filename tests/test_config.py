@@ -8,10 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.bpe import TokenizerConfig
+from pipelines.build import main as build_main
 from pipelines.config import STAGES, BuildConfig, OutputConfig, from_dict, load_config, to_dict
 from pipelines.dedup import DedupConfig
 from pipelines.langid import LangIdConfig
 from pipelines.pack import PackConfig
+from pipelines.quality import QualityConfig
+
+CONFIGS = Path(__file__).resolve().parents[1] / "pipelines" / "configs"
 
 TOML = """
 stages = ["langid", "dedup", "tokenize", "pack"]
@@ -273,9 +278,126 @@ def test_bad_toml_file_is_a_config_error(tmp_path: Path, text: str, overrides: d
 
 
 def test_bundled_default_config_loads() -> None:
-    default = Path(__file__).resolve().parents[1] / "pipelines" / "configs" / "default.toml"
+    default = CONFIGS / "default.toml"
     if not default.is_file():
         pytest.skip("no bundled default.toml")
-    config = load_config(default)
-    assert isinstance(config, BuildConfig)
+    # Its header promises every setting with its default, so the range checks must accept it as is.
+    assert load_config(default) == BuildConfig()
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.toml")), ids=lambda path: path.name)
+def test_bundled_config_files_load(path: Path) -> None:
+    assert isinstance(load_config(path), BuildConfig)
+
+
+def test_stage_config_defaults_pass_their_range_checks() -> None:
+    assert BuildConfig().quality == QualityConfig()
+    assert BuildConfig().dedup == DedupConfig()
+    assert BuildConfig().pack == PackConfig()
+
+
+NAN = float("nan")
+INF = float("inf")
+STAGE_CONFIGS = {"quality": QualityConfig, "dedup": DedupConfig, "pack": PackConfig, "tokenizer": TokenizerConfig}
+
+# (settings, the key the message must name). Each once went through, dropping every document or
+# silently switching a rule off; the percent-like values are a fraction written as a percentage.
+OUT_OF_RANGE = [
+    ({"quality.classifier_threshold": 1.5}, "quality.classifier_threshold"),
+    ({"quality.classifier_threshold": -0.1}, "quality.classifier_threshold"),
+    ({"quality.classifier_threshold": NAN}, "quality.classifier_threshold"),
+    ({"quality.min_words": -1}, "quality.min_words"),
+    ({"quality.max_words": 0}, "quality.max_words"),
+    ({"quality.min_stop_words": -1}, "quality.min_stop_words"),
+    ({"quality.min_c4_sentences": -5}, "quality.min_c4_sentences"),
+    ({"quality.min_mean_word_length": -0.5}, "quality.min_mean_word_length"),
+    ({"quality.min_mean_word_length": INF, "quality.max_mean_word_length": INF}, "quality.min_mean_word_length"),
+    ({"quality.max_mean_word_length": 0.5}, "quality.max_mean_word_length"),
+    ({"quality.max_symbol_word_ratio": -0.1}, "quality.max_symbol_word_ratio"),
+    ({"quality.max_list_ratio": -1.0}, "quality.max_list_ratio"),
+    ({"quality.max_list_ratio": NAN}, "quality.max_list_ratio"),
+    ({"quality.max_bullet_lines_frac": 1.1}, "quality.max_bullet_lines_frac"),
+    ({"quality.max_ellipsis_lines_frac": -0.1}, "quality.max_ellipsis_lines_frac"),
+    ({"quality.min_alpha_words_frac": 80.0}, "quality.min_alpha_words_frac"),
+    ({"quality.max_dup_line_frac": 30.0}, "quality.max_dup_line_frac"),
+    ({"quality.max_dup_para_frac": NAN}, "quality.max_dup_para_frac"),
+    ({"quality.max_dup_line_char_frac": -0.2}, "quality.max_dup_line_char_frac"),
+    ({"quality.max_dup_para_char_frac": 1.2}, "quality.max_dup_para_char_frac"),
+    ({"quality.max_javascript_lines_frac": 50.0}, "quality.max_javascript_lines_frac"),
+    ({"quality.max_policy_lines_frac": -1.0}, "quality.max_policy_lines_frac"),
+    ({"quality.max_c4_removed_lines_frac": 1.5}, "quality.max_c4_removed_lines_frac"),
+    ({"quality.max_top_ngram_char_frac": (0.2, 1.8, 0.16)}, "quality.max_top_ngram_char_frac"),
+    ({"quality.max_dup_ngram_char_frac": (0.15, 0.14, 0.13, 0.12, 0.11, -0.1)}, "quality.max_dup_ngram_char_frac"),
+    # FineWeb's rules drop at the limit itself: these ends keep no document at all.
+    ({"quality.min_terminal_punct_lines_frac": 1.0}, "quality.min_terminal_punct_lines_frac"),
+    ({"quality.min_terminal_punct_lines_frac": -0.1}, "quality.min_terminal_punct_lines_frac"),
+    ({"quality.max_short_line_frac": 0.0}, "quality.max_short_line_frac"),
+    ({"quality.max_short_line_frac": 67.0}, "quality.max_short_line_frac"),
+    ({"quality.max_char_dup_ratio": 0.0}, "quality.max_char_dup_ratio"),
+    ({"quality.max_char_dup_ratio": 1.01}, "quality.max_char_dup_ratio"),
+    ({"quality.min_words": 200, "quality.max_words": 100}, "quality.min_words"),
+    ({"quality.min_mean_word_length": 5.0, "quality.max_mean_word_length": 4.0}, "quality.min_mean_word_length"),
+    ({"dedup.cc_rounds": 0}, "dedup.cc_rounds"),
+    ({"dedup.cc_rounds": -1}, "dedup.cc_rounds"),
+    ({"dedup.threshold": 0.0}, "dedup.threshold"),
+    ({"dedup.threshold": 1.5}, "dedup.threshold"),
+    ({"dedup.bands": 30}, "dedup.bands"),  # 30 bands x 6 rows > 120 permutations
+    ({"pack.rows_per_shard": 0}, "pack.rows_per_shard"),
+    ({"tokenizer.min_frequency": -1}, "tokenizer.min_frequency"),
+    ({"tokenizer.vocab_size": 299}, "tokenizer.vocab_size"),
+]
+
+
+def _as_set_value(value: object) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+OUT_OF_RANGE_IDS = [",".join(f"{k}={_as_set_value(v)}" for k, v in settings.items()) for settings, _ in OUT_OF_RANGE]
+
+
+@pytest.mark.parametrize(("settings", "key"), OUT_OF_RANGE, ids=OUT_OF_RANGE_IDS)
+def test_out_of_range_stage_settings_are_refused_by_their_dataclass(settings: dict, key: str) -> None:
+    (section,) = {dotted.split(".")[0] for dotted in settings}
+    with pytest.raises(ValueError, match=re.escape(key)) as info:
+        STAGE_CONFIGS[section](**{dotted.split(".")[1]: value for dotted, value in settings.items()})
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("settings", "key"), OUT_OF_RANGE, ids=OUT_OF_RANGE_IDS)
+def test_out_of_range_stage_settings_exit_2_from_the_build_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               settings: dict, key: str) -> None:
+    # An input the build refuses next: a setting the config check lets through fails the test as an
+    # input error instead of running a build.
+    (tmp_path / "data.csv").write_text("a,b\n")
+    sets = [arg for dotted, value in settings.items() for arg in ("--set", f"{dotted}={_as_set_value(value)}")]
+    assert build_main(["--home", str(tmp_path), "--input", str(tmp_path / "data.csv"), *sets]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("config error: ") and key in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        # The ends that switch a rule off, or keep only the extreme documents, stay usable.
+        {"quality.classifier_threshold": "0", "quality.max_c4_removed_lines_frac": "1", "quality.min_words": "0",
+         "quality.min_stop_words": "0", "quality.min_c4_sentences": "0", "quality.max_dup_line_frac": "0",
+         "quality.min_alpha_words_frac": "1", "quality.max_top_ngram_char_frac": "0,1,0.5"},
+        {"quality.classifier_threshold": "1", "quality.min_terminal_punct_lines_frac": "0",
+         "quality.max_short_line_frac": "1", "quality.max_char_dup_ratio": "1"},
+        {"quality.max_symbol_word_ratio": "inf", "quality.max_list_ratio": "inf",
+         "quality.max_mean_word_length": "inf", "quality.min_mean_word_length": "0"},
+        {"quality.min_words": "7", "quality.max_words": "7", "quality.min_mean_word_length": "4",
+         "quality.max_mean_word_length": "4"},
+        {"quality.min_words": "0", "quality.max_words": "1", "quality.min_mean_word_length": "1",
+         "quality.max_mean_word_length": "1", "quality.max_symbol_word_ratio": "3"},
+        {"dedup.cc_rounds": "1", "dedup.threshold": "1", "pack.rows_per_shard": "1"},
+    ],
+    ids=["off-ends", "fineweb-ends", "no-limit", "min-equals-max", "low-ends", "dedup-pack"],
+)
+def test_range_ends_that_keep_documents_are_accepted(overrides: dict) -> None:
+    config = load_config(overrides=overrides)
+    for dotted, value in overrides.items():
+        section, name = dotted.split(".")
+        actual = getattr(getattr(config, section), name)
+        assert actual == (tuple(map(float, value.split(","))) if isinstance(actual, tuple) else type(actual)(value))
 

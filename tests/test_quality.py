@@ -447,6 +447,21 @@ def test_config_rejects_bad_values() -> None:
         QualityConfig(max_top_ngram_char_frac=(0.2,))
 
 
+def test_the_range_ends_config_accepts_keep_what_docs_pipeline_says() -> None:
+    """The ends QualityConfig accepts switch a strict rule off; FineWeb's at-the-limit rules need skip_rules."""
+    signals = dict(quality_signals(CLEAN_EN, "en"))
+    signals.update(q_dup_line_frac=1.0, q_newline_word_ratio=5.0, q_classifier_hq=0.0)
+    assert quality_reason(signals, "en", DEFAULT) == "gopher_dup_line_frac"
+    off = QualityConfig(max_dup_line_frac=1.0, max_list_ratio=math.inf, min_words=0,
+                        classifier_model="model.bin", classifier_threshold=0.0)
+    assert quality_reason(signals, "en", off) is None
+    signals = dict(quality_signals(CLEAN_EN, "en"), q_short_line_frac=1.0, q_terminal_punct_line_frac=0.0)
+    fineweb_ends = QualityConfig(max_short_line_frac=1.0, min_terminal_punct_lines_frac=0.0)
+    assert quality_reason(signals, "en", fineweb_ends) == "fineweb_line_punct_frac"
+    skipped = dataclasses.replace(fineweb_ends, skip_rules=("fineweb_line_punct_frac",))
+    assert quality_reason(signals, "en", skipped) == "fineweb_short_line_frac"
+
+
 def test_normalize_lang() -> None:
     assert normalize_lang("EN") == "en"
     assert normalize_lang("en-US") == "en"
