@@ -57,6 +57,18 @@ class CatalogError(ValueError):
     """A version that does not exist, whose name could not be a version, or whose manifest is unreadable."""
 
 
+class BrokenManifest(CatalogError):
+    """A version directory whose manifest.json cannot be used; ``reason`` says why in a few words.
+
+    Reasons are fixed phrases, JSON parser messages and OS error strings: never the path, and of the
+    file's content at most one character a parser message quotes, so a page can show them as Markdown.
+    """
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason
+
+
 def data_root(home: str | os.PathLike[str]) -> Path:
     return Path(home) / "data"
 
@@ -84,43 +96,83 @@ def manifest(home: str | os.PathLike[str], version: str) -> dict[str, Any]:
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
-    """A manifest as the pages use it, or CatalogError: a corrupt one must not take a page down with it."""
+    """A manifest as the pages use it, or BrokenManifest: a corrupt one must not take a page down with it."""
     try:
-        m = json.loads(path.read_bytes().decode("utf-8"))
-    except (ValueError, RecursionError) as err:  # not UTF-8, not JSON, or nested too deep to parse
-        raise CatalogError(f"{path}: unreadable manifest ({err})") from err
-    shards = m.get("shards", []) if isinstance(m, dict) else None
-    if not (isinstance(m, dict) and isinstance(m.get("counts", {}), dict) and isinstance(m.get("config", {}), dict)
-            and isinstance(shards, list) and all(isinstance(s, dict) and isinstance(s.get("tokens", 0), int)
-                                                 for s in shards)):
-        raise CatalogError(f"{path}: not a dataset manifest (an object with counts, config and shards)")
+        if not path.is_file():  # checked first: reading a FIFO would hang the page
+            raise BrokenManifest(path, f"{path.name} is {'not a file' if path.exists() else 'missing'}")
+        raw = path.read_bytes()
+    except OSError as err:  # permission denied, also on the version directory itself
+        raise BrokenManifest(path, f"{path.name} cannot be read ({err.strerror})") from err
+    try:
+        m = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise BrokenManifest(path, f"{path.name} is not UTF-8 ({err.reason} at byte {err.start})") from err
+    except (ValueError, RecursionError) as err:  # not JSON, an integer too long to parse, or nested too deep
+        raise BrokenManifest(path, f"{path.name} is not valid JSON ({err})") from err
+    if problem := _manifest_problem(m):
+        raise BrokenManifest(path, f"{path.name} is not a dataset manifest ({problem})")
     return m
 
 
-def versions(home: str | os.PathLike[str]) -> pd.DataFrame:
-    """Published versions, newest first: version, parent, created_at, counts, tokens, shards, latest."""
-    rows = []
+# The type the pages assume of each top-level key they read, when it is there (hand-made manifests leave
+# keys out); pipelines/shards.py checks the same for its own readers.
+_MANIFEST_TYPES: dict[str, type | tuple[type, ...]] = {
+    "parent": (str, type(None)), "created_at": str, "counts": dict, "config": dict, "tokenizer": (dict, type(None)),
+    "shards": list,
+}
+_JSON_NAMES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
+
+
+def _manifest_problem(m: Any) -> str | None:
+    """What keeps the pages from using a parsed manifest; only the keys they read are checked."""
+    if not isinstance(m, dict):
+        return f"a JSON {_JSON_NAMES[type(m)]}, not an object"
+    for key, kind in _MANIFEST_TYPES.items():
+        if key in m and not isinstance(m[key], kind):
+            return f"'{key}' is a JSON {_JSON_NAMES[type(m[key])]}"
+    for index, shard in enumerate(m.get("shards", [])):
+        if not (isinstance(shard, dict) and isinstance(shard.get("tokens", 0), int)):
+            return f"shard {index} has no integer 'tokens'"
+    return None
+
+
+def scan_versions(home: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Published versions as :func:`versions` lists them, and the version directories left out of that
+    list because their manifest is missing or unusable (name → reason, by name).
+
+    Publishing renames a finished directory with its manifest into ``versions/``, so any directory there
+    without a usable manifest was damaged afterwards: it is reported, not silently dropped. Entries whose
+    name could not be a version are not versions and are skipped.
+    """
+    rows, broken = [], {}
     folder = data_root(home) / "versions"
     current = latest(home)
-    for path in sorted(folder.glob("*/manifest.json")) if folder.is_dir() else []:
-        if not _VERSION_RE.match(path.parent.name):
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if not (_VERSION_RE.match(path.name) and path.is_dir()):
             continue
         try:
-            m = _read_manifest(path)
-        except CatalogError:  # left out, like a name that is not a version: the page could not open it
+            m = _read_manifest(path / "manifest.json")
+        except BrokenManifest as err:
+            broken[path.name] = err.reason
             continue
         counts = m.get("counts", {})
         shards = m.get("shards", [])
         rows.append({
-            "version": path.parent.name, "parent": m.get("parent"), "created_at": m.get("created_at"),
+            "version": path.name, "parent": m.get("parent"), "created_at": m.get("created_at"),
             "input": counts.get("input"), "kept": counts.get("kept"), "rejected": counts.get("rejected"),
             "dead_letter": counts.get("dead_letter"), "shards": len(shards),
-            "tokens": sum(s.get("tokens", 0) for s in shards), "latest": path.parent.name == current,
+            "tokens": sum(s.get("tokens", 0) for s in shards), "latest": path.name == current,
         })
     columns = ["version", "parent", "created_at", "input", "kept", "rejected", "dead_letter", "shards", "tokens",
                "latest"]
     frame = pd.DataFrame(rows, columns=columns)
-    return frame.sort_values(["created_at", "version"], ascending=[False, True]).reset_index(drop=True)
+    return frame.sort_values(["created_at", "version"], ascending=[False, True]).reset_index(drop=True), broken
+
+
+def versions(home: str | os.PathLike[str]) -> pd.DataFrame:
+    """Published versions, newest first: version, parent, created_at, counts, tokens, shards, latest."""
+    return scan_versions(home)[0]
 
 
 def lineage(home: str | os.PathLike[str], version: str) -> list[dict[str, Any]]:
@@ -155,7 +207,7 @@ def config_diff(home: str | os.PathLike[str], a: str, b: str) -> pd.DataFrame:
     """Config settings (and code version, tokenizer) that differ between two versions: key, a, b."""
     def view(m: dict[str, Any]) -> dict[str, Any]:
         return flatten({"config": m.get("config", {}), "code_version": m.get("code_version"),
-                        "tokenizer": {k: v for k, v in m.get("tokenizer", {}).items() if k != "path"}})
+                        "tokenizer": {k: v for k, v in (m.get("tokenizer") or {}).items() if k != "path"}})
 
     left, right = view(manifest(home, a)), view(manifest(home, b))
     rows = [{"key": k, a: json.dumps(left.get(k)), b: json.dumps(right.get(k))}

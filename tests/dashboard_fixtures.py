@@ -189,3 +189,12 @@ def write_unannotated_version(home: Path, version: str = "v-dedup") -> str:
     (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     (home / "data" / "LATEST").write_text(version + "\n", encoding="utf-8")
     return version
+
+
+def write_broken_version(home: Path, version: str, manifest: bytes | None) -> Path:
+    """A version directory damaged after publishing: ``manifest`` as its manifest.json's bytes, or none."""
+    folder = home / "data" / "versions" / version
+    (folder / "docs").mkdir(parents=True)
+    if manifest is not None:
+        (folder / "manifest.json").write_bytes(manifest)
+    return folder

@@ -3,7 +3,9 @@ every reader of dataset versions, and breaks none of the healthy versions next t
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -153,3 +155,67 @@ def test_trainer_reports_a_corrupt_manifest_as_a_data_error(tmp_path: Path) -> N
         with pytest.raises(DataError, match=r"not a JSON object but a list") as caught:
             resolve_data(tmp_path, data)
         assert "not found" not in str(caught.value)  # it was found; it is unreadable
+
+
+CATALOG_REASONS = {
+    "truncated": "manifest.json is not valid JSON (",
+    "not utf-8": "manifest.json is not UTF-8 (invalid start byte at byte 17)",
+    "a list": "manifest.json is not a dataset manifest (a JSON array, not an object)",
+    "a string": "manifest.json is not a dataset manifest (a JSON string, not an object)",
+    "counts a list": "manifest.json is not a dataset manifest ('counts' is a JSON array)",
+    "nested too deep": "manifest.json is not valid JSON (",
+}
+
+
+@pytest.mark.parametrize(("content", "reason"), [(CATALOG_CORRUPT[k], v) for k, v in CATALOG_REASONS.items()],
+                         ids=CATALOG_REASONS.keys())
+def test_catalog_scan_names_a_corrupt_version_with_its_reason(tmp_path: Path, content: str | bytes,
+                                                              reason: str) -> None:
+    _healthy(tmp_path / "data", "vgood")
+    _corrupt(tmp_path / "data", content)
+    published, broken = catalog.scan_versions(tmp_path)
+    assert list(published["version"]) == ["vgood"] and list(broken) == ["vbad"]
+    assert broken["vbad"].startswith(reason) and "\n" not in broken["vbad"]
+    assert str(tmp_path) not in broken["vbad"]  # the page shows it as Markdown: no path, no file text
+    assert published.equals(catalog.versions(tmp_path))
+
+
+def test_catalog_scan_names_version_dirs_without_a_manifest_file(tmp_path: Path) -> None:
+    _healthy(tmp_path / "data", "vgood")
+    (tmp_path / "data" / shards.VERSIONS / "vmissing").mkdir()
+    (tmp_path / "data" / shards.VERSIONS / "vdir" / shards.MANIFEST).mkdir(parents=True)
+    # Not versions at all: a stray file and a name no build gives (the catalog refuses to build paths from it).
+    (tmp_path / "data" / shards.VERSIONS / "notes.txt").write_text("x", encoding="utf-8")
+    (tmp_path / "data" / shards.VERSIONS / ".hidden").mkdir()
+    published, broken = catalog.scan_versions(tmp_path)
+    assert list(published["version"]) == ["vgood"]
+    assert broken == {"vdir": "manifest.json is not a file", "vmissing": "manifest.json is missing"}
+
+
+def test_catalog_scan_rejects_the_types_the_pages_would_trip_on(tmp_path: Path) -> None:
+    _healthy(tmp_path / "data", "vgood")
+    for name, content in {"vparent": '{"parent": {"v": 1}}', "vcreated": '{"created_at": 5}',
+                          "vtokenizer": '{"tokenizer": [1]}', "vshard": '{"shards": [{"tokens": "9"}]}'}.items():
+        _corrupt(tmp_path / "data", content, name=name)
+    assert catalog.scan_versions(tmp_path)[1] == {
+        "vcreated": "manifest.json is not a dataset manifest ('created_at' is a JSON number)",
+        "vparent": "manifest.json is not a dataset manifest ('parent' is a JSON object)",
+        "vshard": "manifest.json is not a dataset manifest (shard 0 has no integer 'tokens')",
+        "vtokenizer": "manifest.json is not a dataset manifest ('tokenizer' is a JSON array)"}
+
+
+def test_catalog_scan_names_an_unreadable_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _healthy(tmp_path / "data", "vgood")
+    folder = _corrupt(tmp_path / "data", "{}")
+    read_bytes = Path.read_bytes
+
+    # chmod 0 would not stop these tests when they run as root: the read itself fails instead.
+    def denied(path: Path) -> bytes:
+        if path == folder / shards.MANIFEST:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    published, broken = catalog.scan_versions(tmp_path)
+    assert list(published["version"]) == ["vgood"]
+    assert broken == {"vbad": "manifest.json cannot be read (Permission denied)"}

@@ -7,9 +7,15 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from metrics import catalog, connect
+from metrics import MetricRow, MetricsStore, catalog, connect
 from planner.cli import main as planner
-from tests.dashboard_fixtures import HOSTILE_ID, HOSTILE_TEXT, make_populated, write_unannotated_version
+from tests.dashboard_fixtures import (
+    HOSTILE_ID,
+    HOSTILE_TEXT,
+    make_populated,
+    write_broken_version,
+    write_unannotated_version,
+)
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 PAGES = ["pages/data.py", "pages/training.py", "pages/planning.py"]
@@ -172,3 +178,57 @@ def test_data_page_of_a_version_built_without_langid_or_quality(monkeypatch: pyt
     at.radio(key="doc_kind").set_value("rejected").run()
     assert not at.exception
     assert [t.value for t in at.text] == ["doc-b · dedup: duplicate"]
+
+
+def shown(at: AppTest) -> dict[str, list]:
+    """Everything a page shows apart from its warnings, comparable between two renders."""
+    return {"headers": [h.value for h in at.header], "tables": [d.value.to_dict("records") for d in at.dataframe],
+            "metrics": [(m.label, m.value) for m in at.metric], "texts": [t.value for t in at.text],
+            "elements": [str(e.value) for e in [*at.markdown, *at.info, *at.caption, *at.code, *at.success]],
+            "controls": [(s.key, s.options, s.value) for s in at.selectbox],
+            "charts": [c.proto.spec for c in charts(at)]}
+
+
+def test_data_page_names_broken_versions_and_shows_the_good_one_as_before(monkeypatch: pytest.MonkeyPatch,
+                                                                          tmp_path: Path) -> None:
+    good = write_unannotated_version(tmp_path)
+    before = open_page(monkeypatch, tmp_path, PAGES[0])
+    assert not before.warning
+    write_broken_version(tmp_path, "vbad-json", b'{"version": "vbad-json", "counts": {')
+    write_broken_version(tmp_path, "vbad-gone", None)
+    at = open_page(monkeypatch, tmp_path, PAGES[0])
+    assert shown(at) == shown(before)
+    assert list(at.dataframe[0].value["version"]) == [good] and at.selectbox(key="version").options == [good]
+    [warning] = [w.value for w in at.warning]
+    assert warning.startswith("Not in the versions table: ")
+    assert "- `vbad-gone`: manifest.json is missing" in warning
+    assert "- `vbad-json`: manifest.json is not valid JSON (" in warning
+    # Under the section header, above the table it is about.
+    types = [element.type for element in at.main.children.values()]
+    at_warning = types.index("warning")
+    assert types[at_warning - 1:at_warning + 2] == ["header", "warning", "dataframe"]
+
+
+def test_data_page_with_only_broken_versions_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    write_broken_version(tmp_path, "vbad", b"[1, 2]")
+    (tmp_path / "data" / "LATEST").write_text("vbad\n", encoding="utf-8")
+    at = open_page(monkeypatch, tmp_path, PAGES[0])
+    [warning] = [w.value for w in at.warning]
+    assert "- `vbad` (LATEST): manifest.json is not a dataset manifest (a JSON array, not an object)" in warning
+    assert "No readable dataset version" in texts(at) and "No dataset version yet" not in texts(at)
+    # Once the build's own metrics name it, it can be picked, and the page says why its manifest is not used.
+    MetricsStore(tmp_path).append([MetricRow("pipeline", "vbad", "input", "in", 2)])
+    at = open_page(monkeypatch, tmp_path, PAGES[0])
+    assert at.selectbox(key="version").value == "vbad"
+    assert any("has pipeline metrics but an unusable manifest (manifest.json is not a dataset manifest" in w.value
+               for w in at.warning)
+
+
+def test_data_page_lineage_marks_an_unreadable_parent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    good = write_unannotated_version(tmp_path)
+    path = tmp_path / "data" / "versions" / good / "manifest.json"
+    path.write_text(path.read_text(encoding="utf-8").replace('"parent": null', '"parent": "vbad"'), encoding="utf-8")
+    write_broken_version(tmp_path, "vbad", b"\xff")
+    at = open_page(monkeypatch, tmp_path, PAGES[0])
+    assert f"`{good}` ← `vbad` (unreadable)" in texts(at)
+    assert "- `vbad`: manifest.json is not UTF-8 (" in at.warning[0].value

@@ -193,6 +193,19 @@ def test_versions_lineage_and_config_diff(home: Path, version: str) -> None:
         m["config"]["langid"]["threshold"]), f"{version}-child": "0.75"}]
 
 
+def test_config_diff_with_a_version_built_without_the_tokenizer_stage(tmp_path: Path, home: Path,
+                                                                      version: str) -> None:
+    # A build whose --stages leave out tokenize writes "tokenizer": null.
+    untokenized = tmp_path / "data" / "versions" / f"{version}-untokenized"
+    untokenized.mkdir(parents=True)
+    m = catalog.manifest(home, version)
+    (untokenized / "manifest.json").write_text(json.dumps({**m, "tokenizer": None, "shards": []}), encoding="utf-8")
+    shutil.copytree(home / "data" / "versions" / version, tmp_path / "data" / "versions" / version)
+    diff = catalog.config_diff(tmp_path, version, untokenized.name).set_index("key")
+    assert diff.loc["tokenizer.sha256", untokenized.name] == "null"
+    assert diff.loc["tokenizer.sha256", version] == json.dumps(m["tokenizer"]["sha256"])
+
+
 def test_every_threshold_setting_exists_in_a_real_config(home: Path, version: str) -> None:
     m = catalog.manifest(home, version)
     signals = set(catalog.signal_columns(home, version))

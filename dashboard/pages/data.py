@@ -13,30 +13,47 @@ PAGE_SIZE = 10
 
 st.title("Data")
 con = store()
-published = catalog.versions(home())
+published, broken = catalog.scan_versions(home())
 recorded = queries.pipeline_versions(con)
 names = list(dict.fromkeys([*published["version"], *recorded["version"]]))
+latest = catalog.latest(home())
+
+
+def warn_broken() -> None:
+    """Name the version directories the table leaves out, so that none looks as if it never existed."""
+    if broken:
+        # Names match the catalog's version pattern and reasons carry neither a path nor file text: safe as Markdown.
+        st.warning(f"Not in the versions table: these directories under `{catalog.data_root(home()) / 'versions'}` "
+                   "have no usable manifest.json; rebuild or remove them.\n\n" + "\n".join(
+                       f"- `{name}`{' (LATEST)' if name == latest else ''}: {reason}"
+                       for name, reason in broken.items()))
+
+
 if not names:
-    guidance("No dataset version yet", [f"python -m pipelines.build --runner DirectRunner --home {home()}"])
+    warn_broken()
+    guidance("No readable dataset version" if broken else "No dataset version yet",
+             [f"python -m pipelines.build --runner DirectRunner --home {home()}"])
     st.stop()
 
-latest = catalog.latest(home())
 version = st.selectbox("Dataset version", names, index=names.index(latest) if latest in names else 0,
                        key="version", help="LATEST is preselected; every published version is listed")
 in_catalog = version in set(published["version"])
 manifest = catalog.manifest(home(), version) if in_catalog else None
 if not in_catalog:
-    st.warning(f"`{version}` has pipeline metrics but no manifest under `{catalog.data_root(home())}`: "
+    problem = f"an unusable manifest ({broken[version]})" if version in broken else "no manifest"
+    st.warning(f"`{version}` has pipeline metrics but {problem} under `{catalog.data_root(home())}`: "
                "only the metrics-based charts are shown.")
 
 # --- versions and lineage --------------------------------------------------------------------------------
 st.header("Versions and lineage")
+warn_broken()
 st.dataframe(published, hide_index=True)
 download(published, "versions", "versions")
 if manifest is not None:
     chain = catalog.lineage(home(), version)
     st.markdown("Lineage, newest first: " + " ← ".join(
-        f"`{link['version']}`" + ("" if link["present"] else " (not in this home)") for link in chain))
+        f"`{link['version']}`" + ("" if link["present"] else " (unreadable)" if link["version"] in broken
+                                  else " (not in this home)") for link in chain))
     others = [v for v in published["version"] if v != version]
     if others:
         default = others.index(manifest["parent"]) if manifest.get("parent") in others else 0
