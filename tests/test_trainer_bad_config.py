@@ -3,6 +3,7 @@ run directory, never a traceback, a silently wrong run or an out-of-memory kill.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from bench.train_gpu import write_synthetic_version
+from pipelines import shards
 from tests.trainer_fixtures import one_torch_thread
 from trainer import cli, sweep
 from trainer.config import ConfigError, build_config, parse_set
@@ -151,3 +153,25 @@ def test_out_through_a_file_exits_2(under: str, home: Path, tmp_path: Path,
     err = _usage_error(capsys, "--home", str(home), "--out", str(blocker / under))
     assert f"{blocker} is a file" in err
     assert blocker.read_text() == "not a run\n"
+
+
+@pytest.mark.parametrize("tokenizer", [{"sha256": ""}, None, "leave out"])
+def test_a_manifest_without_a_vocabulary_exits_2(tokenizer: object, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Token shards whose manifest does not say the tokenizer's vocabulary: the trainer and the sweep have no
+    model size to build, and say so (this was a KeyError traceback)."""
+    home = tmp_path / "home"
+    name = write_synthetic_version(home / "data", ROWS, SEQ_LEN, VOCAB)
+    path = home / "data" / shards.VERSIONS / name / shards.MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    if tokenizer == "leave out":
+        del manifest["tokenizer"]
+    else:
+        manifest["tokenizer"] = tokenizer
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    err = _usage_error(capsys, "--home", str(home), "--out", str(tmp_path / "run"))
+    assert f"dataset version {name}" in err and "tokenizer" in err and "pipelines.build" in err
+    assert not (tmp_path / "run").exists()
+    assert sweep.main(["--home", str(home)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sweep: error: ") and "tokenizer" in err and err.count("\n") == 1

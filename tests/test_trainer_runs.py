@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from metrics.store import connect
+from metrics.store import MetricRow, MetricsStore, connect
 from tests.trainer_fixtures import dataset_home, fresh_home, one_torch_thread
 from trainer import RunResult, SpikeGuardGaveUp, build_config, loop, telemetry, train
 from trainer.checkpoint import CheckpointError
@@ -121,6 +121,46 @@ def test_event_log_of_a_resumed_run_keeps_the_checkpoint_it_resumed(data_home: P
     rows = connect(home).execute("SELECT step FROM metrics WHERE run = 'resumed' AND stage = 'event' "
                                  "AND name = 'checkpoint' ORDER BY step").fetchall()
     assert rows == [(0,), (2,), (4,)]  # logged to the store once, when written
+
+
+# ------------------------------------------------------------------------------------------ run ids
+
+
+def test_a_run_id_the_store_gives_another_directory_is_a_clear_error(data_home: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """The id is the run directory's name: a fresh run in /y/same after /x/same would have mixed both
+    runs' losses into one series. Nothing is written: no directory, no metrics rows."""
+    home = fresh_home(data_home, tmp_path)
+    first = _run(home, tmp_path / "x" / "same", max_steps=2)
+    MetricsStore(home).append([MetricRow("trainer", "legacy", "train", "loss", 7.0, step=1)])  # no run_dir row
+    parts = sorted((home / "metrics").rglob("part-*"))
+    capsys.readouterr()
+    for out, owner in ((tmp_path / "y" / "same", str(first.run_dir.resolve())),
+                       (tmp_path / "y" / "legacy", "a run directory it did not record")):
+        assert cli_main(["--home", str(home), "--out", str(out), "--device", "cpu", "--max-steps", "2"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"trainer: error: run id {out.name!r} is taken") and err.count("\n") == 1
+        assert owner in err and "pick another --out name" in err
+        assert not out.exists()
+    assert sorted((home / "metrics").rglob("part-*")) == parts
+
+
+def test_a_resumed_run_keeps_writing_its_series(data_home: Path, tmp_path: Path) -> None:
+    """Resuming is not a new run under a taken id, in its directory or in one it was moved to."""
+    home = fresh_home(data_home, tmp_path)
+    out, moved = tmp_path / "x" / "kept", tmp_path / "y" / "kept"
+    _run(home, out, max_steps=2)
+    assert _run(home, out, max_steps=4).steps_run == 2
+    moved.parent.mkdir()
+    out.rename(moved)
+    result = _run(home, moved, max_steps=6)
+    assert result.run_id == "kept" and result.steps_run == 2
+    con = connect(home)
+    steps = con.execute("SELECT DISTINCT step FROM train_scalars WHERE run = 'kept' AND name = 'loss' ORDER BY step")
+    assert [s for (s,) in steps.fetchall()] == [1, 2, 3, 4, 5, 6]
+    assert con.execute("SELECT DISTINCT run FROM metrics WHERE source = 'trainer'").fetchall() == [("kept",)]
+    recorded = con.execute("SELECT arg_max(key, ts) FROM metrics WHERE run = 'kept' AND name = 'run_dir'")
+    assert recorded.fetchone() == (str(moved.resolve()),)
 
 
 # ------------------------------------------------------------------------------------------ devices

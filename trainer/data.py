@@ -15,6 +15,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
@@ -63,6 +64,20 @@ def resolve_data(home: Path, data: str | None) -> Path:
         ) from exc
 
 
+def manifest_vocab_size(manifest: dict[str, Any], version_dir: Path) -> int:
+    """The manifest's ``tokenizer.vocab_size``: the shards hold no vocabulary size, and a guess from their
+    largest token id would size the model's embedding smaller than the tokenizer's vocabulary."""
+    tokenizer = manifest.get("tokenizer")
+    found = (tokenizer or {}).get("vocab_size")
+    if isinstance(found, int) and not isinstance(found, bool) and found >= 1:
+        return found
+    what = "no tokenizer entry" if not tokenizer else f"tokenizer.vocab_size {found!r}, not a positive whole number"
+    raise DataError(
+        f"dataset version {manifest['version']} at {version_dir}: its manifest has {what}, and the model's "
+        "vocabulary is sized from it. Rebuild the version with: python -m pipelines.build --home HOME"
+    )
+
+
 class TokenData:
     """A verified dataset version: row access, the train/validation split and the batch stream."""
 
@@ -81,10 +96,10 @@ class TokenData:
         paths = shards.shard_paths(self.version_dir)
         if not paths:
             raise DataError(f"dataset version {self.version} has no token shards (run the tokenize,pack stages)")
+        self.vocab_size = manifest_vocab_size(self.manifest, self.version_dir)
         self.readers = [shards.ShardReader(p) for p in paths]
         self.seq_len = self.readers[0].seq_len
         self.pad_id = self.readers[0].pad_id
-        self.vocab_size = int(self.manifest["tokenizer"]["vocab_size"])
         sizes = np.array([len(r) for r in self.readers])
         self._starts = np.concatenate([[0], np.cumsum(sizes)])
         self.n_rows = int(self._starts[-1])

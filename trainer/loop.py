@@ -43,7 +43,7 @@ from trainer.data import Batch, TokenData, random_batch, resolve_data
 from trainer.faults import active, parse_faults
 from trainer.guard import SpikeGuard
 from trainer.model import GPT, count_params, decay_groups, flops_per_token
-from trainer.telemetry import Reporter, format_eta, memory_gb, peak_flops, write_json_atomic
+from trainer.telemetry import Reporter, format_eta, memory_gb, peak_flops, recorded_run_dir, write_json_atomic
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -193,7 +193,9 @@ class Trainer:
             )
         self.run_dir = Path(config.out) if config.out else default_run_dir(self.home, config, self.data.version)
         self.run_id = self.run_dir.name
+        self.run_path = str(self.run_dir.resolve())  # as the metrics store records it, to tell runs of one id apart
         _check_run_dir(self.run_dir)
+        self._check_run_id()
         self.faults = parse_faults(config.inject_faults)
         # Kept in memory, not read back from disk: every rank must take the same save decisions, and rank 0
         # may already have published a checkpoint that another rank has not yet looked for.
@@ -236,6 +238,27 @@ class Trainer:
             # FSDP saves optimizer state keyed by parameter name, the others by index: not interchangeable.
             "optimizer_layout": "by_name" if self.fsdp else "by_index",
         }
+
+    def _check_run_id(self) -> None:
+        """Refuse to start a fresh run under an id that the metrics store gives another directory. The id is
+        the directory's name, so ``--out /x/a`` and ``--out /y/a`` would otherwise write one mixed series.
+        A directory with checkpoints resumes (or returns) its own run and keeps its series, wherever the
+        store last saw it: a moved run directory still resumes."""
+        problem: list[str | None] = [None]
+        if self.rank == 0 and not checkpoint.steps(self.run_dir):
+            recorded = recorded_run_dir(self.home, self.run_id)
+            if recorded is not None and recorded != self.run_path:
+                problem[0] = (
+                    f"run id {self.run_id!r} is taken: the metrics store {self.home / 'metrics'} already holds "
+                    f"trainer run {self.run_id!r} of {recorded or 'a run directory it did not record'}, and a run's "
+                    f"id is its directory's name (so {self.run_path} would add to that run's series); pick another "
+                    "--out name"
+                )
+        if self.world > 1:
+            # One rank reads the store; every rank must take the same decision or the others wait forever.
+            dist.broadcast_object_list(problem, src=0)
+        if problem[0]:
+            raise ConfigError(problem[0])
 
     # ------------------------------------------------------------------------------- state
 
@@ -357,7 +380,7 @@ class Trainer:
         c, m = self.config, self.model_cfg
         self.report.run_info(
             {"data_version": self.data.version, "preset": c.preset, "precision": self.precision,
-             "device": self.device.type, "status": status},
+             "device": self.device.type, "status": status, "run_dir": self.run_path},
             {"params": self.params, "non_embedding_params": self.non_embedding_params, "layers": m.n_layers,
              "d_model": m.d_model, "heads": m.n_heads, "seq_len": m.seq_len, "vocab": m.vocab_size,
              "max_steps": c.max_steps, "tokens_planned": c.max_steps * self.global_batch * (m.seq_len - 1)},
@@ -648,7 +671,8 @@ class Trainer:
                 self.progress.events.append({"step": self.progress.step, "kind": "failed",
                                              "detail": f"{type(exc).__name__}: {exc}", "loss": None})
                 self._write_run_json("failed")
-                self.report.run_info({"status": "failed"}, {})
+                # With its directory: a run that failed before its first checkpoint may be started again there.
+                self.report.run_info({"status": "failed", "run_dir": self.run_path}, {})
                 self.report.flush()
             raise
 

@@ -34,7 +34,7 @@ from pipelines import shards
 from trainer import checkpoint
 from trainer.checkpoint import CheckpointError
 from trainer.config import ConfigError, ModelConfig, TrainConfig, build_config
-from trainer.data import DataError, resolve_data
+from trainer.data import DataError, manifest_vocab_size, resolve_data
 from trainer.loop import RunResult, SpikeGuardGaveUp, train
 from trainer.model import GPT, count_params, flops_per_token
 from trainer.telemetry import format_eta, write_json_atomic
@@ -232,7 +232,7 @@ def size_lr(grid: Grid, lr: float, width: int) -> float:
 def plan(grid: Grid, home: Path, version_dir: Path, device: str) -> list[Point]:
     """Resolve every point of ``grid`` against a dataset version: shapes, max_steps, warmup, run directory."""
     manifest = shards.read_manifest(version_dir)
-    vocab, seq_len, version = int(manifest["tokenizer"]["vocab_size"]), int(manifest["seq_len"]), manifest["version"]
+    vocab, seq_len, version = manifest_vocab_size(manifest, version_dir), int(manifest["seq_len"]), manifest["version"]
     shared = {**grid.settings, "home": str(home), "data": str(version_dir)}
     if shared.get("device", "auto") == "auto":
         shared["device"] = device

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from metrics.store import MetricRow, MetricsStore
+from metrics.store import MetricRow, MetricsStore, connect
 
 # Dense bf16/fp16 tensor-core peaks (FLOP/s) by device-name fragment, from the vendors' data sheets.
 # Checked in order, so the more specific names come first.
@@ -103,6 +103,19 @@ class Reporter:
     def console(self, text: str) -> None:
         if self.enabled:
             print(text, file=sys.stderr, flush=True)
+
+
+def recorded_run_dir(home: Path, run_id: str) -> str | None:
+    """The directory the metrics store gives trainer run ``run_id`` (its newest ``run_dir`` row): "" when the
+    store holds rows of that run but no directory (rows written before runs recorded theirs), None when it
+    holds no rows of that run."""
+    with connect(home) as con:
+        rows, run_dir = con.execute(
+            "SELECT count(*), arg_max(key, ts) FILTER (WHERE stage = 'run' AND name = 'run_dir') FROM metrics "
+            "WHERE source = 'trainer' AND run = ?", [run_id]).fetchone()
+    if not rows:
+        return None
+    return run_dir or ""
 
 
 def format_eta(seconds: float) -> str:
