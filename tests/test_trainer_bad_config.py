@@ -175,3 +175,17 @@ def test_a_manifest_without_a_vocabulary_exits_2(tokenizer: object, tmp_path: Pa
     assert sweep.main(["--home", str(home)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("sweep: error: ") and "tokenizer" in err and err.count("\n") == 1
+
+
+def test_a_sweep_over_a_version_without_token_shards_exits_2(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A version built without the pack stage (its manifest says seq_len null, no shards): this was a TypeError
+    traceback from the sweep."""
+    home = tmp_path / "home"
+    name = write_synthetic_version(home / "data", ROWS, SEQ_LEN, VOCAB)
+    path = home / "data" / shards.VERSIONS / name / shards.MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**manifest, "seq_len": None, "shards": []}), encoding="utf-8")
+    assert sweep.main(["--home", str(home)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sweep: error: ") and "no token shards" in err and err.count("\n") == 1

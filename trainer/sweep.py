@@ -232,7 +232,10 @@ def size_lr(grid: Grid, lr: float, width: int) -> float:
 def plan(grid: Grid, home: Path, version_dir: Path, device: str) -> list[Point]:
     """Resolve every point of ``grid`` against a dataset version: shapes, max_steps, warmup, run directory."""
     manifest = shards.read_manifest(version_dir)
-    vocab, seq_len, version = manifest_vocab_size(manifest, version_dir), int(manifest["seq_len"]), manifest["version"]
+    version = manifest["version"]
+    if not manifest.get("shards") or not manifest.get("seq_len"):  # a version built without the pack stage
+        raise DataError(f"dataset version {version} has no token shards (run the tokenize,pack stages)")
+    vocab, seq_len = manifest_vocab_size(manifest, version_dir), manifest["seq_len"]
     shared = {**grid.settings, "home": str(home), "data": str(version_dir)}
     if shared.get("device", "auto") == "auto":
         shared["device"] = device
