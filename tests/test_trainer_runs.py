@@ -145,6 +145,17 @@ def test_a_run_id_the_store_gives_another_directory_is_a_clear_error(data_home: 
     assert sorted((home / "metrics").rglob("part-*")) == parts
 
 
+def test_a_run_recorded_without_its_directory_starts_again_in_its_own(data_home: Path, tmp_path: Path) -> None:
+    """Rows written before runs recorded run_dir, and the run's directory with its run.json but no checkpoint
+    (killed before its first): starting it again there is not a new run under a taken id."""
+    home = fresh_home(data_home, tmp_path)
+    out = tmp_path / "x" / "old"
+    out.mkdir(parents=True)
+    (out / "run.json").write_text(json.dumps({"status": "running"}), encoding="utf-8")
+    MetricsStore(home).append([MetricRow("trainer", "old", "train", "loss", 7.0, step=1)])
+    assert _run(home, out, max_steps=2).steps_run == 2
+
+
 def test_a_resumed_run_keeps_writing_its_series(data_home: Path, tmp_path: Path) -> None:
     """Resuming is not a new run under a taken id, in its directory or in one it was moved to."""
     home = fresh_home(data_home, tmp_path)

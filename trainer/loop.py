@@ -247,7 +247,10 @@ class Trainer:
         problem: list[str | None] = [None]
         if self.rank == 0 and not checkpoint.steps(self.run_dir):
             recorded = recorded_run_dir(self.home, self.run_id)
-            if recorded is not None and recorded != self.run_path:
+            # A run recorded before runs recorded their directory, started again in a directory holding its
+            # run.json (say a sweep point killed before its first checkpoint): that run's own directory.
+            legacy_in_place = recorded == "" and (self.run_dir / "run.json").is_file()
+            if recorded is not None and recorded != self.run_path and not legacy_in_place:
                 problem[0] = (
                     f"run id {self.run_id!r} is taken: the metrics store {self.home / 'metrics'} already holds "
                     f"trainer run {self.run_id!r} of {recorded or 'a run directory it did not record'}, and a run's "
