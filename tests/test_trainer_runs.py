@@ -156,6 +156,27 @@ def test_a_run_recorded_without_its_directory_starts_again_in_its_own(data_home:
     assert _run(home, out, max_steps=2).steps_run == 2
 
 
+def test_out_of_memory_names_the_micro_batch_to_lower(data_home: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CUDA out-of-memory (raised here by the model's forward on CPU) ends in one line that says what to change,
+    and the run is recorded as failed."""
+    home = fresh_home(data_home, tmp_path)
+
+    def exhausted(*_: object, **__: object) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(loop.GPT, "forward", exhausted)
+    for batch, remedy in ((4, "(--set batch_size=2 --set grad_accum=2)"), (1, "shrink it or seq_len")):
+        out = tmp_path / f"oom{batch}"
+        assert cli_main(["--home", str(home), "--out", str(out), "--device", "cpu", "--max-steps", "2",
+                         "--set", f"batch_size={batch}", "--set", "grad_accum=1"]) == 1
+        [error] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("trainer: error:")]
+        assert error.startswith(f"trainer: error: out of memory on cpu with a micro-batch of {batch} sequence(s)")
+        assert error.endswith(remedy)
+        assert json.loads((out / "run.json").read_text(encoding="utf-8"))["status"] == "failed"
+
+
 def test_a_resumed_run_keeps_writing_its_series(data_home: Path, tmp_path: Path) -> None:
     """Resuming is not a new run under a taken id, in its directory or in one it was moved to."""
     home = fresh_home(data_home, tmp_path)
