@@ -17,6 +17,7 @@ PAD = "<|pad|>"
 SPECIAL_TOKENS = (EOS, PAD)
 # ``tokenizers`` reads it at every call: "false" runs the call on the calling thread only.
 PARALLELISM_ENV = "TOKENIZERS_PARALLELISM"
+MAX_VOCAB_SIZE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,11 @@ class TokenizerConfig:
     batch_size: int = 256
 
     def __post_init__(self) -> None:
-        if self.vocab_size < 300:
-            raise ValueError(f"tokenizer.vocab_size must be >= 300 (256 bytes + special tokens + merges), "
-                             f"got {self.vocab_size}")
+        # Above: the trainer reserves memory per requested entry before counting (2**31 aborted the worker,
+        # asking for 141 GB); published vocabularies stop near 2**18.
+        if not 300 <= self.vocab_size <= MAX_VOCAB_SIZE:
+            raise ValueError(f"tokenizer.vocab_size must be within [300, {MAX_VOCAB_SIZE:,}] (256 bytes + special "
+                             f"tokens + merges at least), got {self.vocab_size}")
         # 0 would train on no text and silently give a vocabulary of bytes and special tokens only.
         for name in ("sample_docs", "sample_chars_per_doc", "batch_size"):
             if getattr(self, name) < 1:

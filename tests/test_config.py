@@ -345,6 +345,7 @@ OUT_OF_RANGE = [
     ({"pack.rows_per_shard": 0}, "pack.rows_per_shard"),
     ({"tokenizer.min_frequency": -1}, "tokenizer.min_frequency"),
     ({"tokenizer.vocab_size": 299}, "tokenizer.vocab_size"),
+    ({"tokenizer.vocab_size": 2**31}, "tokenizer.vocab_size"),  # aborted the worker: 141 GB reserved
 ]
 
 
