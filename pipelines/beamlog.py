@@ -12,6 +12,10 @@ Every build printed lines a user can do nothing about, from the driver and from 
 :func:`quiet_beam_chatter` installs the root handler first, at WARNING, leaving those lines out. Every
 other warning and error still prints. In the driver ``Discarding unparseable args`` is kept, since there
 it names a mistyped flag of the user's.
+
+Each worker's records also reach the driver through the runner's logging service, which logs them again
+there as ``Worker: ...`` lines: :func:`quiet_worker_relay` lets only errors through that second way, since
+a worker prints its own.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import logging
 
 _IMPORT_NOTICE = ("root", "apitools not found")
+_RELAY_LOGGER = "apache_beam.runners.portability.local_job_service"
 _WORKER_NOTICES = (
     ("apache_beam.runners.worker.sdk_worker_main", "No semi_persistent_directory found"),
     ("apache_beam.options.pipeline_options", "Discarding unparseable args"),
@@ -49,3 +54,8 @@ def quiet_beam_chatter(worker: bool) -> None:
     handler.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
     handler.addFilter(BeamChatterFilter((_IMPORT_NOTICE, *_WORKER_NOTICES) if worker else (_IMPORT_NOTICE,)))
     root.addHandler(handler)
+
+
+def quiet_worker_relay() -> None:
+    """For a build's driver, in-process callers too: the runner's copies of worker records, errors only."""
+    logging.getLogger(_RELAY_LOGGER).setLevel(logging.ERROR)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import shutil
 import socket
@@ -538,8 +537,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args, beam_args = parse_args(argv)
-    # Multi-processing workers relay harmless start-up warnings through this logger.
-    logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
+    beamlog.quiet_worker_relay()
     try:
         config = config_from_args(args)
     except ValueError as err:
