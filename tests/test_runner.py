@@ -8,9 +8,12 @@ import inspect
 import pickle
 import shutil
 import sys
+import types
 
 import apache_beam as beam
 import pytest
+from apache_beam import coders
+from apache_beam.coders.coder_impl import create_InputStream, create_OutputStream
 from apache_beam.options.pipeline_options import (
     DebugOptions,
     DirectOptions,
@@ -19,9 +22,11 @@ from apache_beam.options.pipeline_options import (
     TypeOptions,
 )
 from apache_beam.runners.portability import prism_runner
+from apache_beam.runners.portability.fn_api_runner import execution
 from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
+from apache_beam.runners.worker import data_plane
 from apache_beam.testing.util import assert_that, equal_to
-from apache_beam.transforms import core, ptransform, userstate
+from apache_beam.transforms import core, ptransform, userstate, window
 from apache_beam.transforms import util as transforms_util
 from apache_beam.typehints import decorators
 
@@ -217,3 +222,105 @@ def test_sunk_flattens_group_every_record(args: list[str]) -> None:
     result = pipeline.run()
     result.wait_until_finish()  # the asserted results hold
     assert transit.problems(result, pipeline) == []
+
+
+# ------------------------------------------------------------------------------------ data in pieces
+
+_PRE_GROUPED = coders.WindowedValueCoder(coders.TupleCoder([coders.StrUtf8Coder(), coders.BytesCoder()]))
+_POST_GROUPED = coders.WindowedValueCoder(
+    coders.TupleCoder([coders.StrUtf8Coder(), coders.IterableCoder(coders.BytesCoder())]))
+
+
+def _filled_grouping_buffer(records: list[tuple[str, bytes]]) -> execution.GroupingBuffer:
+    buffer = execution.GroupingBuffer(_PRE_GROUPED, _POST_GROUPED, core.Windowing(window.GlobalWindows()))
+    stream = create_OutputStream()
+    for record in records:
+        _PRE_GROUPED.get_impl().encode_to_stream(window.GlobalWindows.windowed_value(record), stream, True)
+    buffer.append(stream.get())
+    return buffer
+
+
+def _decoded(piece: bytes) -> list:
+    stream, values = create_InputStream(piece), []
+    while stream.size() > 0:
+        values.append(_POST_GROUPED.get_impl().decode_from_stream(stream, True).value)
+    return values
+
+
+def _records(n: int) -> list[tuple[str, bytes]]:
+    return [(f"key-{i % 97}", bytes([i % 251]) * (100 + i % 700)) for i in range(n)]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_grouped_input_in_pieces_is_beams_partition_byte_for_byte(monkeypatch: pytest.MonkeyPatch,
+                                                                  workers: int) -> None:
+    records = _records(3_000)
+    beams = execution.GroupingBuffer.partition(_filled_grouping_buffer(records), workers)
+    monkeypatch.setattr(runner, "PIECE_BYTES", 20_000)
+    buffer = _filled_grouping_buffer(records)
+    ours = runner._partition_in_pieces(buffer, workers)
+    assert buffer._table == {}  # every group was let go once encoded
+    assert [len(share) for share in beams] == [1] * workers
+    assert all(len(share) > 3 for share in ours)  # ~1.2 MB of values in pieces of ~20 KB
+    for beams_share, our_share in zip(beams, ours, strict=True):
+        assert b"".join(our_share) == beams_share[0]
+        # Each piece decodes alone: pieces are cut between elements, as a data-plane message must be.
+        assert [value for piece in our_share for value in _decoded(piece)] == _decoded(beams_share[0])
+    assert runner._partition_in_pieces(buffer, workers) is ours  # read again by a second consumer
+
+
+def test_an_empty_grouping_gives_each_worker_one_empty_piece_as_beams_does() -> None:
+    beams = execution.GroupingBuffer.partition(_filled_grouping_buffer([]), 2)
+    assert runner._partition_in_pieces(_filled_grouping_buffer([]), 2) == beams == [[b""], [b""]]
+
+
+class _DataConnection:
+    def __init__(self, threshold: int):
+        self.messages: list[bytes] = []
+        self.threshold = threshold
+
+    def output_stream(self, instruction_id: str, transform_id: str) -> data_plane.ClosableOutputStream:
+        return data_plane.SizeBasedBufferingClosableOutputStream(
+            close_callback=self.messages.append, flush_callback=self.messages.append,
+            size_flush_threshold=self.threshold)
+
+
+def test_a_stage_input_leaves_in_messages_of_whole_pieces_once_the_buffer_is_full() -> None:
+    connection = _DataConnection(threshold=10)
+    manager = types.SimpleNamespace(_worker_handler=types.SimpleNamespace(data_conn=connection))
+    pieces = [b"a" * 6, b"b" * 6, b"c" * 4, b"d" * 12, b"e" * 3]
+    runner._send_input_in_pieces(manager, "bundle", "read", pieces)
+    assert connection.messages == [b"a" * 6 + b"b" * 6, b"c" * 4 + b"d" * 12, b"e" * 3]
+    connection.messages.clear()
+    runner._send_input_in_pieces(manager, "bundle", "read", None)
+    assert connection.messages == [b""]  # the end of an empty input, as Beam's sends it
+
+
+@pytest.mark.parametrize("args", [["--runner", "DirectRunner"], MULTI_PROCESS], ids=["in-memory", "multi-process"])
+def test_groups_sent_in_many_pieces_arrive_whole(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
+    from pipelines import transit
+
+    records = _records(4_000)
+    expected: dict[str, list[bytes]] = {}
+    for key, value in records:
+        expected.setdefault(key, []).append(value)
+    monkeypatch.setattr(runner, "PIECE_BYTES", 64 << 10)  # ~1.8 MB of values: ~14 pieces per worker
+    pieces_per_share: list[int] = []
+
+    def partition_in_pieces(buffer: execution.GroupingBuffer, n: int) -> list[list[bytes]]:
+        shares = in_pieces(buffer, n)
+        pieces_per_share.extend(len(share) for share in shares)
+        return shares
+
+    in_pieces = runner._partition_in_pieces
+    monkeypatch.setattr(runner, "_partition_in_pieces", partition_in_pieces)
+    pipeline = runner.make_pipeline([*args, "--default_sdk_harness_log_level=ERROR"])
+    grouped = (pipeline | beam.Create(records, reshuffle=False)
+               | transit.CheckedGroupByKey("pieces") | beam.MapTuple(lambda key, values: (key, sorted(values))))
+    assert_that(grouped, equal_to([(key, sorted(values)) for key, values in expected.items()]))
+    original_partition = execution.GroupingBuffer.partition
+    result = pipeline.run()
+    result.wait_until_finish()
+    assert transit.problems(result, pipeline) == []
+    assert max(pieces_per_share) > 10
+    assert execution.GroupingBuffer.partition is original_partition  # Beam's again once the run is over
