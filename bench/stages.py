@@ -16,6 +16,7 @@ per-document work from Beam's per-element overhead. Every figure is the best (le
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import shutil
@@ -32,7 +33,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsSingleton
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipelines import packed
+from pipelines import bpe, packed
 from pipelines import transforms as T
 from pipelines.config import BuildConfig
 
@@ -373,6 +374,9 @@ def _run_cases(path: Path, config: BuildConfig, docs: list[dict], texts: list[st
 
     # Printed beside the tokenizer's ceiling, not compared with: its batch encoding with the ids unread.
     references = {"tokenize": raw_encode(texts, payload, batch, read_ids=False)}
+    # Every tokenize measurement encodes on one thread, as a multi-process build's workers do (one per
+    # core; pipelines/worker.py) and as the floor measures it.
+    settings = {"tokenize": lambda: bpe.tokenizers_parallelism(False)}
 
     reads = []
     results = []
@@ -380,19 +384,20 @@ def _run_cases(path: Path, config: BuildConfig, docs: list[dict], texts: list[st
         full = graph if prefix is None else _chain(prefix, graph)
         timings: dict[str, list[Timing]] = {"beam": [], "base": [], "raw": [], "plain": [], "reference": []}
         for _ in range(repeats):
-            base, count = run_pipeline(path, prefix, config)
-            if prefix is None:
-                reads.append(base)
-            timings["base"].append(base)
-            beam_timing, count = run_pipeline(path, full, config)
-            if count != n:
-                raise RuntimeError(f"{name}: the Beam pipeline counted {count} outputs for {n} documents")
-            timings["beam"].append(beam_timing)
-            if raw is not None:
-                timings["raw"].append(measure(raw))
-            timings["plain"].append(measure(plain))
-            if name in references:
-                timings["reference"].append(measure(references[name]))
+            with settings.get(name, contextlib.nullcontext)():
+                base, count = run_pipeline(path, prefix, config)
+                if prefix is None:
+                    reads.append(base)
+                timings["base"].append(base)
+                beam_timing, count = run_pipeline(path, full, config)
+                if count != n:
+                    raise RuntimeError(f"{name}: the Beam pipeline counted {count} outputs for {n} documents")
+                timings["beam"].append(beam_timing)
+                if raw is not None:
+                    timings["raw"].append(measure(raw))
+                timings["plain"].append(measure(plain))
+                if name in references:
+                    timings["reference"].append(measure(references[name]))
         result = StageResult(
             name,
             n,
