@@ -8,7 +8,8 @@ non-subtracted figure is reported as well. Stages that read what an earlier stag
 ``lang``) get that earlier stage in both pipelines, so the difference is still only the stage.
 
 The raw ceiling is the plain library on the same texts in a Python loop: fastText ``predict``, datasketch
-``MinHash.update_batch`` over the same shingles, HF ``encode_batch_fast`` in batches of the same size. The
+``MinHash.update_batch`` over the same shingles, HF ``encode_batch_fast`` in batches of the same size (its
+ids read; every tokenize measurement on one thread, as the build's workers encode). The
 "our function" column runs our plain stage code without Beam, which separates the cost of our own
 per-document work from Beam's per-element overhead. Every figure is the best (least time) of
 ``repeats`` runs.
