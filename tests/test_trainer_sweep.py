@@ -236,3 +236,27 @@ def test_metrics_rows_name_the_sweep_runs(swept) -> None:
         "SELECT DISTINCT run FROM metrics WHERE source = 'trainer' AND stage = 'run' AND name = 'status' "
         "AND key = 'completed'").fetchall()}
     assert names == {r.result.run_id for r in results}
+
+
+def test_a_point_out_of_memory_ends_in_one_line_naming_the_run_and_the_grid_settings(
+        tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CUDA out-of-memory (raised here by the model's forward on CPU) was a page of allocator statistics and
+    a traceback; the sweep now names the point's run and what to change in the grid."""
+    import torch
+
+    home = _home(tmp_path / "home")
+
+    def exhausted(*_: object, **__: object) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(GPT, "forward", exhausted)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert sweep.main(["--home", str(home), "--grid", str(home / "grid.toml")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    first = sweep.plan(sweep.load_grid(home / "grid.toml"), home, sweep.resolve_data(home, None), "cpu")[0]
+    assert err.splitlines()[-1] == (
+        f"sweep: error: run {first.run_dir.name} ran out of memory on cpu with a micro-batch of 2 sequence(s): "
+        "lower batch_size and raise grad_accum by the same factor to keep the global batch "
+        "(batch_size = 1 grad_accum = 2), in the grid's [settings]")
+    assert json.loads((first.run_dir / "run.json").read_text(encoding="utf-8"))["status"] == "failed"

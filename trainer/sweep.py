@@ -33,7 +33,7 @@ from scipy.optimize import nnls
 from pipelines import shards
 from trainer import checkpoint
 from trainer.checkpoint import CheckpointError
-from trainer.config import ConfigError, ModelConfig, TrainConfig, build_config
+from trainer.config import ConfigError, ModelConfig, TrainConfig, build_config, out_of_memory_advice
 from trainer.data import DataError, manifest_vocab_size, resolve_data
 from trainer.loop import RunResult, SpikeGuardGaveUp, train
 from trainer.model import GPT, count_params, flops_per_token
@@ -280,9 +280,20 @@ def _status(result: RunResult, prior: str) -> str:
     return "resumed" if prior == "started" else "trained"
 
 
+class PointOutOfMemory(Exception):
+    """A point's micro-batch did not fit on its device (a plain message: it crosses from a spawned worker)."""
+
+
 def _timed_train(config: TrainConfig) -> tuple[RunResult, float]:
     started = time.perf_counter()
-    result = train(config)
+    try:
+        result = train(config)
+    except torch.OutOfMemoryError:
+        # CUDA's own message is a page of allocator statistics; the run is already recorded as failed.
+        advice = out_of_memory_advice(config, how="{key} = {value}")
+        raise PointOutOfMemory(
+            f"run {Path(str(config.out)).name} ran out of memory on {config.device} with a micro-batch of "
+            f"{config.batch_size} sequence(s): {advice}, in the grid's [settings]") from None
     return result, time.perf_counter() - started
 
 
@@ -458,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
     except (GridError, ConfigError, DataError, CheckpointError, SpikeGuardGaveUp) as exc:
         print(f"sweep: error: {exc}", file=sys.stderr)
         return 2
+    except PointOutOfMemory as exc:
+        print(f"sweep: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
