@@ -37,7 +37,7 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import filterfalse
@@ -51,6 +51,27 @@ import numpy as np
 
 _TOP_NGRAM_NS: tuple[int, ...] = (2, 3, 4)
 _DUP_NGRAM_NS: tuple[int, ...] = (5, 6, 7, 8, 9, 10)
+
+
+# An out-of-range limit drops every document or switches its rule off without a word: (limits, check,
+# the range the error names).
+_LIMIT_RANGES: tuple[tuple[tuple[str, ...], Callable[[float], bool], str], ...] = (
+    (("min_words", "min_stop_words", "min_c4_sentences"), lambda v: v >= 0, ">= 0"),
+    # Below 1 no document with a word is kept; a word has at least one character.
+    (("max_words", "max_mean_word_length"), lambda v: v >= 1, ">= 1"),
+    # Infinity is "no limit" for a maximum, but as a minimum it would drop every document.
+    (("min_mean_word_length",), lambda v: 0 <= v < math.inf, "within [0, inf)"),
+    # Occurrences per word, not fractions: "###" is 3 per word, blank lines between one-word lines 2.
+    (("max_symbol_word_ratio", "max_list_ratio"), lambda v: v >= 0, ">= 0"),
+    (("max_bullet_lines_frac", "max_ellipsis_lines_frac", "min_alpha_words_frac", "max_dup_line_frac",
+      "max_dup_para_frac", "max_dup_line_char_frac", "max_dup_para_char_frac", "max_javascript_lines_frac",
+      "max_policy_lines_frac", "max_c4_removed_lines_frac", "classifier_threshold"),
+     lambda v: 0 <= v <= 1, "within [0, 1]"),
+    # FineWeb's rules also drop a document whose signal equals the limit, so the end that would keep
+    # nothing is excluded; quality.skip_rules turns such a rule off.
+    (("min_terminal_punct_lines_frac",), lambda v: 0 <= v < 1, "within [0, 1)"),
+    (("max_short_line_frac", "max_char_dup_ratio"), lambda v: 0 < v <= 1, "within (0, 1]"),
+)
 
 
 @dataclass(frozen=True)
@@ -116,43 +137,15 @@ class QualityConfig:
         if unknown:
             raise ValueError(f"quality.skip_rules: unknown reason(s) {unknown}; known: {list(QUALITY_REASONS)}")
 
-        # An out-of-range limit drops every document or switches its rule off without a word. Each `ok` is
-        # a plain comparison, false for NaN, which compares false with every signal and so disables a rule.
-        def require(name: str, value: float, ok: bool, bounds: str) -> None:
-            if not ok:
-                raise ValueError(f"quality.{name} must be {bounds}, got {value}")
-
-        for name in ("min_words", "min_stop_words", "min_c4_sentences"):
-            value = getattr(self, name)
-            require(name, value, value >= 0, ">= 0")
-        # Below 1 no document with a word is kept; a word has at least one character.
-        for name in ("max_words", "max_mean_word_length"):
-            value = getattr(self, name)
-            require(name, value, value >= 1, ">= 1")
-        # Infinity is "no limit" for a maximum, but as a minimum it would drop every document.
-        value = self.min_mean_word_length
-        require("min_mean_word_length", value, 0 <= value < math.inf, "within [0, inf)")
-        # Occurrences per word, not fractions: "###" is 3 per word, blank lines between one-word lines 2.
-        for name in ("max_symbol_word_ratio", "max_list_ratio"):
-            value = getattr(self, name)
-            require(name, value, value >= 0, ">= 0")
-        for name in (
-            "max_bullet_lines_frac", "max_ellipsis_lines_frac", "min_alpha_words_frac", "max_dup_line_frac",
-            "max_dup_para_frac", "max_dup_line_char_frac", "max_dup_para_char_frac", "max_javascript_lines_frac",
-            "max_policy_lines_frac", "max_c4_removed_lines_frac", "classifier_threshold",
-        ):
-            value = getattr(self, name)
-            require(name, value, 0 <= value <= 1, "within [0, 1]")
+        for names, ok, bounds in _LIMIT_RANGES:
+            for name in names:
+                # A plain comparison, false for NaN: NaN compares false with every signal and disables a rule.
+                if not ok(value := getattr(self, name)):
+                    raise ValueError(f"quality.{name} must be {bounds}, got {value}")
         for name, ns in (("max_top_ngram_char_frac", _TOP_NGRAM_NS), ("max_dup_ngram_char_frac", _DUP_NGRAM_NS)):
             for i, (n, value) in enumerate(zip(ns, getattr(self, name), strict=True)):
-                require(f"{name}[{i}] (n = {n})", value, 0 <= value <= 1, "within [0, 1]")
-        # FineWeb's rules also drop a document whose signal equals the limit, so the end that would keep
-        # nothing is excluded; quality.skip_rules turns such a rule off.
-        value = self.min_terminal_punct_lines_frac
-        require("min_terminal_punct_lines_frac", value, 0 <= value < 1, "within [0, 1)")
-        for name in ("max_short_line_frac", "max_char_dup_ratio"):
-            value = getattr(self, name)
-            require(name, value, 0 < value <= 1, "within (0, 1]")
+                if not 0 <= value <= 1:
+                    raise ValueError(f"quality.{name}[{i}] (n = {n}) must be within [0, 1], got {value}")
         for low, high in (("min_words", "max_words"), ("min_mean_word_length", "max_mean_word_length")):
             if getattr(self, low) > getattr(self, high):
                 raise ValueError(f"quality.{low} ({getattr(self, low)}) must be <= quality.{high} "

@@ -32,6 +32,11 @@ class DataError(RuntimeError):
     """The dataset version is missing, unreadable or fails its checksums."""
 
 
+def no_shards(version: str) -> DataError:
+    """The error for a version built without the tokenize and pack stages."""
+    return DataError(f"dataset version {version} has no token shards (run the tokenize,pack stages)")
+
+
 @dataclass(frozen=True)
 class Batch:
     inputs: torch.Tensor  # int64 [batch, seq_len - 1]
@@ -95,7 +100,7 @@ class TokenData:
                 )
         paths = shards.shard_paths(self.version_dir)
         if not paths:
-            raise DataError(f"dataset version {self.version} has no token shards (run the tokenize,pack stages)")
+            raise no_shards(self.version)
         self.vocab_size = manifest_vocab_size(self.manifest, self.version_dir)
         self.readers = [shards.ShardReader(p) for p in paths]
         self.seq_len = self.readers[0].seq_len

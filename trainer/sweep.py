@@ -34,7 +34,7 @@ from pipelines import shards
 from trainer import checkpoint
 from trainer.checkpoint import CheckpointError
 from trainer.config import ConfigError, ModelConfig, TrainConfig, build_config, out_of_memory_advice
-from trainer.data import DataError, manifest_vocab_size, resolve_data
+from trainer.data import DataError, manifest_vocab_size, no_shards, resolve_data
 from trainer.loop import RunResult, SpikeGuardGaveUp, train
 from trainer.model import GPT, count_params, flops_per_token
 from trainer.telemetry import format_eta, write_json_atomic
@@ -234,7 +234,7 @@ def plan(grid: Grid, home: Path, version_dir: Path, device: str) -> list[Point]:
     manifest = shards.read_manifest(version_dir)
     version = manifest["version"]
     if not manifest.get("shards") or not manifest.get("seq_len"):  # a version built without the pack stage
-        raise DataError(f"dataset version {version} has no token shards (run the tokenize,pack stages)")
+        raise no_shards(version)
     vocab, seq_len = manifest_vocab_size(manifest, version_dir), manifest["seq_len"]
     shared = {**grid.settings, "home": str(home), "data": str(version_dir)}
     if shared.get("device", "auto") == "auto":
