@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         results = stages.run(path, repeats=args.repeats)
         report.add(
             f"## Per stage, inside Beam vs the raw library ({args.stage_docs:,} documents, "
-            f"FnApiRunner in-process, 1 worker, best of {args.repeats})\n\n"
+            f"the build's runner in-process, 1 worker, best of {args.repeats})\n\n"
             f"{stages.tables(results)}\n\n{machine_note(before)}"
         )
 

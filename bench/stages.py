@@ -1,6 +1,7 @@
 """Per-stage throughput inside Beam against the raw library on the same documents.
 
-For each stage a Beam pipeline runs on the in-process FnApiRunner (one worker): it reads the benchmark
+For each stage a Beam pipeline runs in-process (one worker) on the build's runner (``LocalRunner``, an
+FnApiRunner whose bundles end without waiting for Beam's state sampler, as the build's workers'): it reads the benchmark
 JSONL with the pipeline's own reader (``ReadInputs``), applies the stage's DoFn exactly as
 ``pipelines.build`` wires it, and counts the outputs. The same pipeline without the stage (read + count)
 is timed too and subtracted, which leaves the stage's own cost inside Beam ("marginal"); the
@@ -32,11 +33,11 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsSingleton
-from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from pipelines import bpe, packed
 from pipelines import transforms as T
 from pipelines.config import BuildConfig
+from pipelines.runner import LocalRunner
 
 TARGET_RATIO = 0.7
 _NAMESPACE = "bench"
@@ -50,13 +51,13 @@ Graph = Callable[[beam.PCollection, beam.Pipeline], list[beam.PCollection]]
 
 
 def run_pipeline(path: Path, build: Graph | None, config: BuildConfig) -> tuple[Timing, int]:
-    """Time read → (stage) → count on FnApiRunner in-process; also return the number counted.
+    """Time read → (stage) → count in-process; also return the number counted.
 
     A stage's outputs (kept and rejected) are counted separately rather than flattened first: on the
     FnApiRunner a Flatten of two outputs of one DoFn costs ~35 µs per element, which is the harness's
     cost, not the stage's (in the build, kept documents flow straight on and only rejects are flattened).
     """
-    pipeline = beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(["--direct_num_workers=1"]))
+    pipeline = beam.Pipeline(runner=LocalRunner(), options=PipelineOptions(["--direct_num_workers=1"]))
     batches, _, _ = pipeline | "Inputs" >> beam.Create([str(path)]) | "Read" >> T.ReadInputs(config.input, spread=False)
     docs = batches | "Docs" >> beam.FlatMap(lambda batch: batch)
     outputs = [docs] if build is None else build(docs, pipeline)

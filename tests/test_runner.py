@@ -324,3 +324,33 @@ def test_groups_sent_in_many_pieces_arrive_whole(monkeypatch: pytest.MonkeyPatch
     assert transit.problems(result, pipeline) == []
     assert max(pieces_per_share) > 10
     assert execution.GroupingBuffer.partition is original_partition  # Beam's again once the run is over
+
+
+def _sampling_period_ms(_: object) -> int:
+    from apache_beam.runners.worker import statesampler
+
+    return statesampler.get_current_tracker().sampling_period_ms
+
+
+@pytest.mark.parametrize("args", [["--runner", "DirectRunner"], MULTI_PROCESS], ids=["in-memory", "multi-process"])
+def test_bundles_sample_their_state_often_so_their_end_waits_little(args: list[str]) -> None:
+    from apache_beam.runners.worker import statesampler
+
+    beams_sampler = statesampler.StateSampler
+    pipeline = runner.make_pipeline([*args, "--default_sdk_harness_log_level=ERROR"])
+    with pipeline:
+        periods = pipeline | beam.Create(range(4)) | beam.Map(_sampling_period_ms) | beam.Distinct()
+        assert_that(periods, equal_to([runner.SAMPLING_PERIOD_MS]))
+    assert runner.SAMPLING_PERIOD_MS <= 10 < statesampler.DEFAULT_SAMPLING_PERIOD_MS
+    assert statesampler.StateSampler is beams_sampler  # Beam's again once the run is over
+
+
+def test_a_bundles_sampler_never_sleeps_longer_than_the_period() -> None:
+    from apache_beam.runners.worker import statesampler
+    from apache_beam.utils.counters import CounterFactory
+
+    with runner.bundles_end_promptly():
+        asked_for_less = statesampler.StateSampler("stage", CounterFactory(), sampling_period_ms=5)
+        asked_for_more = statesampler.StateSampler("stage", CounterFactory(), sampling_period_ms=1000)
+    assert (asked_for_less.sampling_period_ms, asked_for_more.sampling_period_ms) == (5, runner.SAMPLING_PERIOD_MS)
+    assert isinstance(asked_for_more, statesampler.StateSampler)
