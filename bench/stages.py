@@ -1,9 +1,9 @@
 """Per-stage throughput inside Beam against the raw library on the same documents.
 
-For each stage a Beam pipeline runs in-process (one worker) on the build's runner (``LocalRunner``, an
-FnApiRunner whose bundles end without waiting for Beam's state sampler, as the build's workers'): it reads the benchmark
-JSONL with the pipeline's own reader (``ReadInputs``), applies the stage's DoFn exactly as
-``pipelines.build`` wires it, and counts the outputs. The same pipeline without the stage (read + count)
+For each stage a Beam pipeline runs in-process (one worker) on the build's runner (``LocalRunner``: an
+FnApiRunner whose bundles, like the build's workers', end without waiting for Beam's state sampler): it
+reads the benchmark JSONL with the pipeline's own reader (``ReadInputs``), applies the stage's DoFn
+exactly as ``pipelines.build`` wires it, and counts the outputs. The same pipeline without the stage (read + count)
 is timed too and subtracted, which leaves the stage's own cost inside Beam ("marginal"); the
 non-subtracted figure is reported as well. Stages that read what an earlier stage wrote (quality reads
 ``lang``) get that earlier stage in both pipelines, so the difference is still only the stage.

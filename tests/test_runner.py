@@ -24,11 +24,12 @@ from apache_beam.options.pipeline_options import (
 from apache_beam.runners.portability import prism_runner
 from apache_beam.runners.portability.fn_api_runner import execution
 from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
-from apache_beam.runners.worker import data_plane
+from apache_beam.runners.worker import data_plane, statesampler
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import core, ptransform, userstate, window
 from apache_beam.transforms import util as transforms_util
 from apache_beam.typehints import decorators
+from apache_beam.utils.counters import CounterFactory
 
 from pipelines import runner
 from tests.conftest import MULTI_PROCESS
@@ -327,15 +328,11 @@ def test_groups_sent_in_many_pieces_arrive_whole(monkeypatch: pytest.MonkeyPatch
 
 
 def _sampling_period_ms(_: object) -> int:
-    from apache_beam.runners.worker import statesampler
-
     return statesampler.get_current_tracker().sampling_period_ms
 
 
 @pytest.mark.parametrize("args", [["--runner", "DirectRunner"], MULTI_PROCESS], ids=["in-memory", "multi-process"])
 def test_bundles_sample_their_state_often_so_their_end_waits_little(args: list[str]) -> None:
-    from apache_beam.runners.worker import statesampler
-
     beams_sampler = statesampler.StateSampler
     pipeline = runner.make_pipeline([*args, "--default_sdk_harness_log_level=ERROR"])
     with pipeline:
@@ -346,9 +343,6 @@ def test_bundles_sample_their_state_often_so_their_end_waits_little(args: list[s
 
 
 def test_a_bundles_sampler_never_sleeps_longer_than_the_period() -> None:
-    from apache_beam.runners.worker import statesampler
-    from apache_beam.utils.counters import CounterFactory
-
     with runner.bundles_end_promptly():
         asked_for_less = statesampler.StateSampler("stage", CounterFactory(), sampling_period_ms=5)
         asked_for_more = statesampler.StateSampler("stage", CounterFactory(), sampling_period_ms=1000)
