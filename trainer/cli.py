@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from trainer.checkpoint import CheckpointError
-from trainer.config import PRESETS, ConfigError, build_config, out_of_memory_advice, parse_set
+from trainer.config import PRESETS, ConfigError, build_config, out_of_memory, parse_set
 from trainer.data import DataError
 from trainer.loop import SpikeGuardGaveUp, train
 
@@ -53,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     except torch.OutOfMemoryError:
         # CUDA's own message is a page of allocator statistics; what to change is the micro-batch. The run is
         # already marked failed in its run.json and the metrics store.
-        print(f"trainer: error: out of memory on {config.device} with a micro-batch of {config.batch_size} "
-              f"sequence(s): {out_of_memory_advice(config)}", file=sys.stderr)
+        print(f"trainer: error: {out_of_memory(config)}", file=sys.stderr)
         return 1
     if os.environ.get("RANK", "0") == "0":
         print(result.run_dir)

@@ -226,13 +226,15 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def out_of_memory_advice(config: TrainConfig, how: str = "--set {key}={value}") -> str:
-    """What to change when a run's micro-batch does not fit on its device, each setting written as ``how``."""
+def out_of_memory(config: TrainConfig, how: str = "--set {key}={value}") -> str:
+    """That a run's micro-batch did not fit on its device, and what to change, each setting written as ``how``."""
     if config.batch_size > 1:
         keep = " ".join((how.format(key="batch_size", value=config.batch_size // 2),
                          how.format(key="grad_accum", value=config.grad_accum * 2)))
-        return f"lower batch_size and raise grad_accum by the same factor to keep the global batch ({keep})"
-    return "one sequence already does not fit: shard the model (FSDP) over more GPUs, or shrink it or seq_len"
+        advice = f"lower batch_size and raise grad_accum by the same factor to keep the global batch ({keep})"
+    else:
+        advice = "one sequence already does not fit: shard the model (FSDP) over more GPUs, or shrink it or seq_len"
+    return f"out of memory on {config.device} with a micro-batch of {config.batch_size} sequence(s): {advice}"
 
 
 def build_config(preset: str = "tiny", file: str | Path | None = None, *overrides: dict[str, Any]) -> TrainConfig:

@@ -33,7 +33,7 @@ from scipy.optimize import nnls
 from pipelines import shards
 from trainer import checkpoint
 from trainer.checkpoint import CheckpointError
-from trainer.config import ConfigError, ModelConfig, TrainConfig, build_config, out_of_memory_advice
+from trainer.config import ConfigError, ModelConfig, TrainConfig, build_config, out_of_memory
 from trainer.data import DataError, manifest_vocab_size, no_shards, resolve_data
 from trainer.loop import RunResult, SpikeGuardGaveUp, train
 from trainer.model import GPT, count_params, flops_per_token
@@ -290,10 +290,8 @@ def _timed_train(config: TrainConfig) -> tuple[RunResult, float]:
         result = train(config)
     except torch.OutOfMemoryError:
         # CUDA's own message is a page of allocator statistics; the run is already recorded as failed.
-        advice = out_of_memory_advice(config, how="{key} = {value}")
-        raise PointOutOfMemory(
-            f"run {Path(str(config.out)).name} ran out of memory on {config.device} with a micro-batch of "
-            f"{config.batch_size} sequence(s): {advice}, in the grid's [settings]") from None
+        raise PointOutOfMemory(f"run {Path(str(config.out)).name} ran "
+                               f"{out_of_memory(config, how='{key} = {value}')}, in the grid's [settings]") from None
     return result, time.perf_counter() - started
 
 
